@@ -1,0 +1,81 @@
+import { openapi } from '@elysia/openapi'
+import { Elysia, ValidationError } from 'elysia'
+import { authModule } from './auth/routes.ts'
+import type { AppDeps } from './deps.ts'
+import { ApiError, jsonError } from './http/errors.ts'
+import { opsModule } from './ops/index.ts'
+import { currentRequestContext } from './ops/request-context.ts'
+import { orgsModule } from './orgs/index.ts'
+import { tokensModule } from './tokens/index.ts'
+import { usersModule } from './users/index.ts'
+
+const VERSION = '0.1.0'
+
+function validationDetails(error: Pick<ValidationError, 'all' | 'type'>) {
+  return error.all.map((issue) => ({
+    field: ('path' in issue && issue.path ? issue.path.replace(/^\//, '').replaceAll('/', '.') : '') || error.type,
+    detail: issue.summary ?? issue.message,
+  }))
+}
+
+/**
+ * The whole HTTP surface. Dependencies arrive through closures, which keeps Kysely and runtime
+ * types out of `App` so the typed client stays light.
+ */
+export function createApp(deps: AppDeps) {
+  const { config, logger } = deps
+  return new Elysia({ name: 'gatehouse' })
+    .onRequest(({ request }) => {
+      const length = Number(request.headers.get('content-length') ?? 0)
+      if (length > config.maxBodyBytes)
+        return jsonError(413, {
+          message: 'Request body too large',
+          detail: `The limit is ${config.maxBodyBytes} bytes; this body is ${length}`,
+        })
+    })
+    .onTransform({ as: 'global' }, ({ route }) => {
+      const context = currentRequestContext()
+      if (context) context.route = route
+    })
+    .onError({ as: 'global' }, ({ code, error, request, path }) => {
+      if (error instanceof ApiError) return error.toResponse()
+      switch (code) {
+        case 'NOT_FOUND':
+          return jsonError(404, { message: `No route for ${request.method} ${path}` })
+        case 'PARSE':
+          return jsonError(400, {
+            message: 'Malformed request body',
+            detail: error.cause instanceof Error ? error.cause.message : 'The body could not be parsed as its content type says',
+          })
+        case 'VALIDATION':
+          return jsonError(422, { message: `Invalid request ${error.type}`, validations: validationDetails(error) })
+        case 'INVALID_COOKIE_SIGNATURE':
+        case 'INVALID_FILE_TYPE':
+          return jsonError(400, { message: error.message })
+      }
+      logger.error('unhandled error', { error, method: request.method, path })
+      return jsonError(500, { message: 'Internal server error', detail: `request ${currentRequestContext()?.requestId ?? ''}`.trim() })
+    })
+    .use(
+      openapi({
+        path: '/openapi',
+        documentation: {
+          info: { title: 'Gatehouse API', version: VERSION, description: 'Management API of the Gatehouse MCP gateway' },
+          components: {
+            securitySchemes: {
+              bearer: { type: 'http', scheme: 'bearer', description: 'Session token, API token or OAuth access token' },
+              cookie: { type: 'apiKey', in: 'cookie', name: 'gatehouse_session' },
+            },
+          },
+          security: [{ bearer: [] }, { cookie: [] }],
+        },
+      }),
+    )
+    .use(opsModule(deps))
+    .use(authModule(deps))
+    .use(usersModule(deps))
+    .use(tokensModule(deps))
+    .use(orgsModule(deps))
+}
+
+export type App = ReturnType<typeof createApp>

@@ -1,0 +1,135 @@
+import type { Kysely } from 'kysely'
+import type { Config } from '../config.ts'
+import { nowSeconds } from '../db/index.ts'
+import type { Database, UserRow } from '../db/schema.ts'
+import { ApiError } from '../http/errors.ts'
+import type { Logger } from '../ops/logger.ts'
+import { verifyDummyPassword, verifyPassword } from '../runtime/password.ts'
+import { findApiTokenUser, touchApiToken } from '../tokens/api-token.repository.ts'
+import { updateUser } from '../users/user.repository.ts'
+import { findUserByLogin } from '../users/user.repository.ts'
+import { clearLoginFailures, findLoginFailures, recordLoginFailure } from './login-throttle.repository.ts'
+import { deleteSession, findSessionUser, insertSession, touchSession } from './session.repository.ts'
+import { generateToken, hashToken, tokenKindOf } from './token.ts'
+
+export const SESSION_COOKIE = 'gatehouse_session'
+export const CSRF_HEADER = 'x-csrf-token'
+
+/** How stale `last_used_at` / `last_seen_at` may get before a request writes them again. */
+const TOUCH_INTERVAL_SECONDS = 60
+
+export interface Principal {
+  user: UserRow
+  via: 'session' | 'api_token'
+  /** The session's token hash or the API token's ID. */
+  credentialId: string
+}
+
+export interface AuthDeps {
+  db: Kysely<Database>
+  config: Config
+  logger: Logger
+}
+
+/**
+ * Resolves a presented session or API token to its user. Every call reads the database, so a
+ * suspension, logout or revocation takes effect on the very next request.
+ */
+export async function authenticateToken(deps: AuthDeps, token: string): Promise<Principal | undefined> {
+  const now = nowSeconds()
+  const tokenHash = hashToken(token)
+  const kind = tokenKindOf(token)
+  if (kind === 'session') {
+    const found = await findSessionUser(deps.db, tokenHash, now)
+    if (!found) return undefined
+    if (found.lastUsedAt < now - TOUCH_INTERVAL_SECONDS) recordActivity(deps, found.user.id, () => touchSession(deps.db, tokenHash, now))
+    return { user: found.user, via: 'session', credentialId: tokenHash }
+  }
+  if (kind === 'apiToken') {
+    const found = await findApiTokenUser(deps.db, tokenHash, now)
+    if (!found) return undefined
+    if ((found.lastUsedAt ?? 0) < now - TOUCH_INTERVAL_SECONDS)
+      recordActivity(deps, found.user.id, () => touchApiToken(deps.db, found.tokenId, now))
+    return { user: found.user, via: 'api_token', credentialId: found.tokenId }
+  }
+  return undefined
+}
+
+/** Last-use bookkeeping happens off the request path; a failure is logged, never surfaced. */
+function recordActivity(deps: AuthDeps, userId: string, touchCredential: () => Promise<void>): void {
+  const now = nowSeconds()
+  Promise.all([touchCredential(), updateUser(deps.db, userId, { last_seen_at: now })]).catch((error) =>
+    deps.logger.warn('could not record activity', { user_id: userId, error }),
+  )
+}
+
+/** The CSRF token of a session: derived from it, so it needs no storage and dies with it. */
+export function csrfTokenFor(sessionToken: string): string {
+  return hashToken(`csrf:${sessionToken}`)
+}
+
+export interface LoginResult {
+  sessionToken: string
+  csrfToken: string
+  expiresAt: number
+  user: UserRow
+}
+
+function throttleKeys(login: string, ip: string) {
+  return { account: `login:${login.trim().toLowerCase()}`, address: `ip:${ip}` }
+}
+
+/**
+ * Password login. Failures are counted per account and per client address in the database
+ * (so every process sees them); past the limit, attempts wait out the window with 429 before
+ * the password is even checked. Unknown accounts cost the same time as known ones.
+ */
+export async function loginWithPassword(
+  deps: AuthDeps,
+  input: { login: string; password: string; ip: string; userAgent: string | null },
+): Promise<LoginResult> {
+  const { db, config } = deps
+  const now = nowSeconds()
+  const keys = throttleKeys(input.login, input.ip)
+  const limits: Record<string, number> = {
+    [keys.account]: config.loginMaxFailures,
+    [keys.address]: config.loginMaxFailures * 4,
+  }
+  for (const row of await findLoginFailures(db, Object.keys(limits))) {
+    const windowEnds = row.window_started_at + config.loginWindowSeconds
+    if (windowEnds > now && row.failures >= limits[row.key])
+      throw new ApiError(429, 'Too many failed login attempts; try again later', undefined, {
+        'retry-after': String(windowEnds - now),
+      })
+  }
+
+  const user = await findUserByLogin(db, input.login)
+  const valid = user?.password_hash
+    ? await verifyPassword(input.password, user.password_hash)
+    : (await verifyDummyPassword(input.password), false)
+  if (!user || !valid) {
+    await recordLoginFailure(db, keys.account, now, config.loginWindowSeconds)
+    await recordLoginFailure(db, keys.address, now, config.loginWindowSeconds)
+    throw new ApiError(401, 'Incorrect email/username or password')
+  }
+  if (user.status !== 'active') throw new ApiError(403, 'This account is suspended')
+  await clearLoginFailures(db, keys.account)
+
+  const sessionToken = generateToken('session')
+  const expiresAt = now + config.sessionTtlSeconds
+  await insertSession(db, {
+    token_hash: hashToken(sessionToken),
+    user_id: user.id,
+    created_at: now,
+    expires_at: expiresAt,
+    last_used_at: now,
+    ip: input.ip,
+    user_agent: input.userAgent?.slice(0, 512) ?? null,
+  })
+  const seen = await updateUser(db, user.id, { last_seen_at: now })
+  return { sessionToken, csrfToken: csrfTokenFor(sessionToken), expiresAt, user: seen ?? user }
+}
+
+export async function logout(db: Kysely<Database>, principal: Principal): Promise<void> {
+  if (principal.via === 'session') await deleteSession(db, principal.credentialId)
+}

@@ -1,0 +1,59 @@
+import { Elysia } from 'elysia'
+import { constantTimeEqual } from './token.ts'
+import { authenticateToken, CSRF_HEADER, csrfTokenFor, SESSION_COOKIE, type AuthDeps } from './auth.service.ts'
+
+export type { Principal } from './auth.service.ts'
+
+/** The role a route needs: any signed-in user (`true`), a site admin (owners count) or the owner. */
+export type RequiredRole = true | 'admin' | 'owner'
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
+
+function bearerToken(authorization: string | undefined): string | undefined {
+  if (!authorization) return undefined
+  const [scheme, token] = authorization.trim().split(/\s+/, 2)
+  return scheme?.toLowerCase() === 'bearer' && token ? token : undefined
+}
+
+function roleAllows(role: 'owner' | 'admin' | 'member', required: RequiredRole): boolean {
+  if (required === true) return true
+  if (required === 'owner') return role === 'owner'
+  return role === 'owner' || role === 'admin'
+}
+
+/**
+ * `auth: true | 'admin' | 'owner'` on a route resolves `principal` from the bearer token or the
+ * session cookie. Cookie-authenticated state changes must also carry the session's CSRF token in
+ * `X-CSRF-Token`; bearer requests need none (a browser never attaches them on its own).
+ * One parameterised macro on purpose: resolve types do not flow between sibling macros in Elysia 1.4.
+ */
+export const authPlugin = (deps: AuthDeps) =>
+  new Elysia({ name: 'auth' }).macro({
+    auth: (required: RequiredRole) => ({
+      async resolve({ headers, cookie, request, status, set }) {
+        const bearer = bearerToken(headers.authorization)
+        const cookieToken = cookie[SESSION_COOKIE]?.value
+        const token = bearer ?? (typeof cookieToken === 'string' ? cookieToken : undefined)
+        const principal = token ? await authenticateToken(deps, token) : undefined
+        if (!principal) {
+          set.headers['www-authenticate'] = token
+            ? 'Bearer realm="gatehouse", error="invalid_token"'
+            : 'Bearer realm="gatehouse"'
+          return status(401, {
+            message: token ? 'The session or token is invalid, expired or revoked' : 'Authentication required',
+          })
+        }
+        if (!bearer && !SAFE_METHODS.has(request.method)) {
+          const presented = headers[CSRF_HEADER]
+          if (!presented || !constantTimeEqual(presented, csrfTokenFor(token!)))
+            return status(403, {
+              message: 'Missing or invalid CSRF token',
+              detail: `Requests authenticated by the session cookie must send the ${CSRF_HEADER} header returned at login`,
+            })
+        }
+        if (!roleAllows(principal.user.role, required))
+          return status(403, { message: `This action requires the ${required} role` })
+        return { principal }
+      },
+    }),
+  })

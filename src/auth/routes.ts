@@ -1,0 +1,74 @@
+import { Elysia, t } from 'elysia'
+import type { AppDeps } from '../deps.ts'
+import { ErrorModel } from '../http/errors.ts'
+import { currentRequestContext } from '../ops/request-context.ts'
+import { UsersModel } from '../users/model.ts'
+import { rowToUser } from '../users/user.service.ts'
+import { csrfTokenFor, loginWithPassword, logout, SESSION_COOKIE } from './auth.service.ts'
+import { authPlugin } from './index.ts'
+
+export const CSRF_COOKIE = 'gatehouse_csrf'
+
+const loginResponse = t.Object({
+  session_token: t.String({ description: 'Send as `Authorization: Bearer`; also set as an HttpOnly cookie' }),
+  csrf_token: t.String({ description: 'Send as `X-CSRF-Token` on state changes authenticated by the cookie' }),
+  expires_at: t.String({ format: 'date-time' }),
+  user: UsersModel['users.user'],
+})
+
+/** Password login, logout and the current session, under /api/v1/auth. */
+export const authModule = (deps: AppDeps) => {
+  const secure = deps.config.publicUrl.startsWith('https://')
+  return new Elysia({ name: 'auth.routes', prefix: '/api/v1/auth', detail: { tags: ['auth'] } })
+    .use(authPlugin(deps))
+    .model({ ...ErrorModel, 'auth.login': t.Object({ login: t.String({ minLength: 1, maxLength: 254, description: 'Email or username' }), password: t.String({ minLength: 1, maxLength: 256 }) }), 'auth.session': loginResponse })
+    .post(
+      '/login',
+      async ({ body, cookie, headers }) => {
+        const result = await loginWithPassword(deps, {
+          login: body.login,
+          password: body.password,
+          ip: currentRequestContext()?.clientIp ?? 'unknown',
+          userAgent: headers['user-agent'] ?? null,
+        })
+        const expires = new Date(result.expiresAt * 1000)
+        cookie[SESSION_COOKIE].set({ value: result.sessionToken, httpOnly: true, secure, sameSite: 'lax', path: '/', expires })
+        cookie[CSRF_COOKIE].set({ value: result.csrfToken, httpOnly: false, secure, sameSite: 'lax', path: '/', expires })
+        return {
+          session_token: result.sessionToken,
+          csrf_token: result.csrfToken,
+          expires_at: expires.toISOString(),
+          user: rowToUser(result.user),
+        }
+      },
+      {
+        body: 'auth.login',
+        response: { 200: 'auth.session', 401: 'api.error', 403: 'api.error', 429: 'api.error' },
+        detail: { summary: 'Sign in with a password', security: [] },
+      },
+    )
+    .post(
+      '/logout',
+      async ({ principal, cookie, set }) => {
+        await logout(deps.db, principal)
+        cookie[SESSION_COOKIE].remove()
+        cookie[CSRF_COOKIE].remove()
+        set.status = 204
+      },
+      { auth: true, detail: { summary: 'End the current session (a no-op for API tokens)' } },
+    )
+    .get(
+      '/csrf',
+      ({ principal, cookie, status }) => {
+        const token = cookie[SESSION_COOKIE]?.value
+        if (principal.via !== 'session' || typeof token !== 'string')
+          return status(400, { message: 'Only a session cookie has a CSRF token' })
+        return { csrf_token: csrfTokenFor(token) }
+      },
+      {
+        auth: true,
+        response: { 200: t.Object({ csrf_token: t.String() }), 400: 'api.error' },
+        detail: { summary: "The session cookie's CSRF token, for a page that lost it" },
+      },
+    )
+}

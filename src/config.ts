@@ -1,0 +1,242 @@
+import { join, resolve } from 'node:path'
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error'
+
+export interface EncryptionKeySpec {
+  id: string
+  key: Uint8Array
+}
+
+export interface Config {
+  port: number
+  host: string
+  /** The URL clients reach us at, without a trailing slash; the OAuth issuer. */
+  publicUrl: string
+  databaseUrl: string
+  dataDir: string
+  /** Newest first; empty means "use (or create) the key file in the data directory". */
+  encryptionKeys: EncryptionKeySpec[]
+  logLevel: LogLevel
+  maxBodyBytes: number
+  sessionTtlSeconds: number
+  trustProxy: boolean
+  loginMaxFailures: number
+  loginWindowSeconds: number
+  shutdownTimeoutSeconds: number
+}
+
+/** One documented variable: its name, default and how it is read. Drives both parsing and the README table. */
+interface Variable<K extends keyof Config> {
+  name: string
+  field: K
+  default: string | undefined
+  description: string
+  parse: (raw: string, env: Record<string, string | undefined>) => Config[K]
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join('\n'))
+    this.name = 'ConfigError'
+  }
+}
+
+/** A problem with one variable's value; the loader prefixes the variable name. */
+class BadValue extends Error {}
+
+const LOG_LEVELS: LogLevel[] = ['debug', 'info', 'warn', 'error']
+
+function parseInteger(min: number, max: number) {
+  return (raw: string): number => {
+    if (!/^\d+$/.test(raw.trim())) throw new BadValue(`must be a whole number, got "${raw}"`)
+    const value = Number(raw)
+    if (value < min || value > max) throw new BadValue(`must be between ${min} and ${max}, got ${value}`)
+    return value
+  }
+}
+
+const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 }
+
+/** Durations are written `90s`, `15m`, `12h` or `7d` (a bare number means seconds). */
+export function parseDuration(raw: string): number {
+  const match = /^(\d+)\s*([smhd]?)$/.exec(raw.trim())
+  if (!match) throw new BadValue(`must be a duration such as 90s, 15m, 12h or 7d, got "${raw}"`)
+  const seconds = Number(match[1]) * DURATION_UNITS[match[2] || 's']
+  if (seconds <= 0) throw new BadValue('must be longer than zero')
+  return seconds
+}
+
+function parseBoolean(raw: string): boolean {
+  const value = raw.trim().toLowerCase()
+  if (['1', 'true', 'yes', 'on'].includes(value)) return true
+  if (['0', 'false', 'no', 'off', ''].includes(value)) return false
+  throw new BadValue(`must be true or false, got "${raw}"`)
+}
+
+function parsePublicUrl(raw: string): string {
+  let url: URL
+  try {
+    url = new URL(raw)
+  } catch {
+    throw new BadValue(`must be an absolute http(s) URL, got "${raw}"`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new BadValue(`must use http or https, got "${url.protocol}"`)
+  if (url.search || url.hash) throw new BadValue('must not have a query or fragment')
+  if (url.username || url.password) throw new BadValue('must not contain credentials')
+  return url.href.replace(/\/+$/, '')
+}
+
+function parseDatabaseUrl(raw: string): string {
+  const value = raw.trim()
+  if (value === ':memory:' || value.startsWith('sqlite:') || /^postgres(ql)?:\/\//.test(value)) return value
+  throw new BadValue(`must be sqlite:<path>, :memory: or postgres://…, got "${value}"`)
+}
+
+/** `id:base64key,id:base64key`, newest first. Each key is 32 bytes (AES-256). */
+export function parseEncryptionKeys(raw: string): EncryptionKeySpec[] {
+  const keys: EncryptionKeySpec[] = []
+  for (const entry of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const separator = entry.indexOf(':')
+    const id = separator > 0 ? entry.slice(0, separator) : ''
+    if (!/^[A-Za-z0-9_-]{1,32}$/.test(id))
+      throw new BadValue(`each key must be written id:base64key with an id of letters, digits, _ or -`)
+    let key: Uint8Array
+    try {
+      key = Uint8Array.from(atob(entry.slice(separator + 1)), (c) => c.charCodeAt(0))
+    } catch {
+      throw new BadValue(`key "${id}" is not valid base64`)
+    }
+    if (key.length !== 32) throw new BadValue(`key "${id}" must decode to 32 bytes, got ${key.length}`)
+    if (keys.some((k) => k.id === id)) throw new BadValue(`key id "${id}" appears twice`)
+    keys.push({ id, key })
+  }
+  return keys
+}
+
+function parseHost(raw: string): string {
+  const value = raw.trim()
+  if (!value || /[\s/]/.test(value)) throw new BadValue(`must be a host name or address, got "${raw}"`)
+  return value
+}
+
+export const VARIABLES: Variable<keyof Config>[] = [
+  { name: 'PORT', field: 'port', default: '3000', description: 'TCP port to listen on', parse: parseInteger(1, 65535) },
+  { name: 'GATEHOUSE_HOST', field: 'host', default: '0.0.0.0', description: 'Address to bind', parse: parseHost },
+  {
+    name: 'GATEHOUSE_PUBLIC_URL',
+    field: 'publicUrl',
+    default: undefined,
+    description: 'URL clients use to reach Gatehouse; the OAuth issuer (default `http://localhost:$PORT`)',
+    parse: parsePublicUrl,
+  },
+  {
+    name: 'GATEHOUSE_DATA_DIR',
+    field: 'dataDir',
+    default: './data',
+    description: 'Directory for the embedded SQLite database and the generated key file',
+    parse: (raw) => resolve(raw),
+  },
+  {
+    name: 'DATABASE_URL',
+    field: 'databaseUrl',
+    default: undefined,
+    description: '`sqlite:<path>`, `:memory:` or `postgres://user@host:port/db` (default `sqlite:$GATEHOUSE_DATA_DIR/gatehouse.db`)',
+    parse: parseDatabaseUrl,
+  },
+  {
+    name: 'GATEHOUSE_ENCRYPTION_KEYS',
+    field: 'encryptionKeys',
+    default: undefined,
+    description:
+      'Keys for secrets at rest, `id:base64(32 bytes)` separated by commas, newest first (default: a key generated into `$GATEHOUSE_DATA_DIR/encryption-key` on first start)',
+    parse: parseEncryptionKeys,
+  },
+  {
+    name: 'GATEHOUSE_LOG_LEVEL',
+    field: 'logLevel',
+    default: 'info',
+    description: '`debug`, `info`, `warn` or `error`',
+    parse: (raw) => {
+      const value = raw.trim().toLowerCase() as LogLevel
+      if (!LOG_LEVELS.includes(value)) throw new BadValue(`must be one of ${LOG_LEVELS.join(', ')}, got "${raw}"`)
+      return value
+    },
+  },
+  {
+    name: 'GATEHOUSE_MAX_BODY_BYTES',
+    field: 'maxBodyBytes',
+    default: '1048576',
+    description: 'Largest request body accepted; larger bodies get 413',
+    parse: parseInteger(1024, 1024 * 1024 * 1024),
+  },
+  {
+    name: 'GATEHOUSE_SESSION_TTL',
+    field: 'sessionTtlSeconds',
+    default: '7d',
+    description: 'Lifetime of a login session',
+    parse: parseDuration,
+  },
+  {
+    name: 'GATEHOUSE_TRUST_PROXY',
+    field: 'trustProxy',
+    default: 'false',
+    description: 'Take the client address from `X-Forwarded-For` (only behind a proxy you run)',
+    parse: parseBoolean,
+  },
+  {
+    name: 'GATEHOUSE_LOGIN_MAX_FAILURES',
+    field: 'loginMaxFailures',
+    default: '5',
+    description: 'Failed logins per account (and 4× that per client address) before further attempts wait',
+    parse: parseInteger(1, 1000),
+  },
+  {
+    name: 'GATEHOUSE_LOGIN_WINDOW',
+    field: 'loginWindowSeconds',
+    default: '15m',
+    description: 'Window in which failed logins are counted, and how long a throttled login waits',
+    parse: parseDuration,
+  },
+  {
+    name: 'GATEHOUSE_SHUTDOWN_TIMEOUT',
+    field: 'shutdownTimeoutSeconds',
+    default: '30s',
+    description: 'On SIGTERM, how long in-flight requests may take before the process exits anyway',
+    parse: parseDuration,
+  },
+]
+
+/**
+ * Reads and validates every variable, collecting all problems before failing so an operator
+ * fixes them in one pass. Each problem is one line that starts with the variable's name.
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const problems: string[] = []
+  const config: Partial<Record<keyof Config, unknown>> = {}
+  for (const variable of VARIABLES) {
+    const raw = env[variable.name] ?? variable.default
+    if (raw === undefined) continue
+    try {
+      config[variable.field] = variable.parse(raw, env)
+    } catch (error) {
+      if (!(error instanceof BadValue)) throw error
+      problems.push(`${variable.name}: ${error.message}`)
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems)
+
+  const port = config.port as number
+  const dataDir = config.dataDir as string
+  return {
+    ...(config as Config),
+    publicUrl: (config.publicUrl as string | undefined) ?? `http://localhost:${port}`,
+    databaseUrl: (config.databaseUrl as string | undefined) ?? `sqlite:${join(dataDir, 'gatehouse.db')}`,
+    encryptionKeys: (config.encryptionKeys as EncryptionKeySpec[] | undefined) ?? [],
+  }
+}
+
+/** A configuration for tests and tools: defaults plus overrides, without reading the process environment. */
+export function testConfig(overrides: Partial<Config> = {}): Config {
+  return { ...loadConfig({ DATABASE_URL: ':memory:' }), ...overrides }
+}

@@ -1,0 +1,129 @@
+import { createApp } from './app.ts'
+import type { Config } from './config.ts'
+import { openDatabase, type Store } from './db/index.ts'
+import { migrateToLatest } from './db/migrate.ts'
+import { countUsers } from './users/user.repository.ts'
+import type { AppDeps } from './deps.ts'
+import { jsonError } from './http/errors.ts'
+import type { Logger } from './ops/logger.ts'
+import { HttpMetrics } from './ops/metrics.ts'
+import { requestIdFrom, runWithRequestContext, type RequestContext } from './ops/request-context.ts'
+import { serve, type RunningServer } from './runtime/serve.ts'
+import { loadOrCreateKeyFile } from './secrets/key-file.ts'
+import { Keyring } from './secrets/keyring.ts'
+import { verifyStoredSecrets } from './secrets/secret.service.ts'
+
+/** The configured keys, or the generated key file when none are configured. */
+export async function loadKeyring(config: Config, logger: Logger): Promise<Keyring> {
+  if (config.encryptionKeys.length > 0) return Keyring.create(config.encryptionKeys)
+  const file = loadOrCreateKeyFile(config.dataDir)
+  logger[file.created ? 'warn' : 'info']('GATEHOUSE_ENCRYPTION_KEYS is not set; using the key file', {
+    path: file.path,
+    created: file.created,
+  })
+  return Keyring.create(file.keys)
+}
+
+/**
+ * Opens the database, applies migrations and proves the encryption keys open what is stored:
+ * everything that must hold before the first request. Used by `serve` and by tests.
+ */
+export async function prepare(config: Config, logger: Logger): Promise<AppDeps & { store: Store }> {
+  const store = await openDatabase(config.databaseUrl)
+  try {
+    const applied = await migrateToLatest(store.db, store.dialect)
+    if (applied.length > 0) logger.info('applied migrations', { migrations: applied })
+    const keyring = await loadKeyring(config, logger)
+    await verifyStoredSecrets(store.db, keyring)
+    return { store, db: store.db, dialect: store.dialect, config, logger, keyring, metrics: new HttpMetrics() }
+  } catch (error) {
+    await store.db.destroy()
+    throw error
+  }
+}
+
+function clientIpOf(request: Request, socketIp: string, trustProxy: boolean): string {
+  if (!trustProxy) return socketIp
+  const forwarded = request.headers.get('x-forwarded-for')
+  // The last hop is the one our own proxy appended; earlier entries are the client's say-so.
+  return forwarded?.split(',').at(-1)?.trim() || socketIp
+}
+
+/**
+ * Wraps the app for a real server: a request ID on every response and log line, the client
+ * address, an access log line and the request metrics. The log carries the path only, never the
+ * query string, which may hold codes or tokens.
+ */
+export function createRequestHandler(deps: AppDeps, app: ReturnType<typeof createApp>) {
+  const { logger, metrics, config } = deps
+  return (request: Request, socketIp: string): Promise<Response> => {
+    const started = performance.now()
+    const context: RequestContext = {
+      requestId: requestIdFrom(request.headers.get('x-request-id')),
+      clientIp: clientIpOf(request, socketIp, config.trustProxy),
+    }
+    return runWithRequestContext(context, async () => {
+      let response: Response
+      try {
+        response = await app.handle(request)
+      } catch (error) {
+        logger.error('request failed', { error })
+        response = jsonError(500, { message: 'Internal server error', detail: `request ${context.requestId}` })
+      }
+      try {
+        response.headers.set('x-request-id', context.requestId)
+      } catch {
+        response = new Response(response.body, response)
+        response.headers.set('x-request-id', context.requestId)
+      }
+      const seconds = (performance.now() - started) / 1000
+      const route = context.route ?? 'unmatched'
+      metrics.observe(request.method, route, response.status, seconds)
+      logger.info('request', {
+        method: request.method,
+        path: new URL(request.url).pathname,
+        route,
+        status: response.status,
+        duration_ms: Math.round(seconds * 100000) / 100,
+        ip: context.clientIp,
+      })
+      return response
+    })
+  }
+}
+
+export interface Gatehouse {
+  server: RunningServer
+  deps: AppDeps
+  /** Graceful stop: no new connections, in-flight requests finish (up to the timeout), database closed. */
+  shutdown(): Promise<void>
+}
+
+export async function startGatehouse(config: Config, logger: Logger): Promise<Gatehouse> {
+  const deps = await prepare(config, logger)
+  const app = createApp(deps)
+  const server = await serve({
+    port: config.port,
+    hostname: config.host,
+    maxBodyBytes: config.maxBodyBytes,
+    fetch: createRequestHandler(deps, app),
+  })
+  logger.info('gatehouse listening', { url: server.url, public_url: config.publicUrl, database: deps.dialect })
+  if ((await countUsers(deps.db)) === 0)
+    logger.info(
+      `no users yet: create the first admin with POST ${config.publicUrl}/api/v1/users/first or \`gatehouse create-admin\``,
+    )
+
+  let stopping: Promise<void> | undefined
+  const shutdown = () =>
+    (stopping ??= (async () => {
+      const timeout = setTimeout(() => {
+        logger.warn('shutdown timeout reached; closing remaining connections')
+        void server.close()
+      }, config.shutdownTimeoutSeconds * 1000)
+      await server.drain()
+      clearTimeout(timeout)
+      await deps.db.destroy()
+    })())
+  return { server, deps, shutdown }
+}
