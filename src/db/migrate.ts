@@ -53,8 +53,15 @@ class SqlMigrationProvider implements MigrationProvider {
   }
 }
 
-function createMigrator(db: Kysely<any>, sources: Record<string, string>): Migrator {
-  return new Migrator({ db, provider: new SqlMigrationProvider(sources) })
+/**
+ * On Postgres the migration tables live in the connection's current schema, named explicitly:
+ * Kysely otherwise looks for them in every schema and, finding another schema's, skips creating its own.
+ */
+async function createMigrator(db: Kysely<any>, dialect: Dialect, root?: string): Promise<Migrator> {
+  const provider = new SqlMigrationProvider(await loadMigrationSources(dialect, root))
+  if (dialect !== 'postgres') return new Migrator({ db, provider })
+  const { rows } = await sql<{ schema: string }>`select current_schema() as schema`.execute(db)
+  return new Migrator({ db, provider, migrationTableSchema: rows[0].schema })
 }
 
 /**
@@ -62,10 +69,7 @@ function createMigrator(db: Kysely<any>, sources: Record<string, string>): Migra
  * `pg_advisory_lock` for the whole run, so processes starting together migrate exactly once.
  */
 export async function migrateToLatest(db: Kysely<any>, dialect: Dialect, root?: string): Promise<string[]> {
-  const { error, results }: MigrationResultSet = await createMigrator(
-    db,
-    await loadMigrationSources(dialect, root),
-  ).migrateToLatest()
+  const { error, results }: MigrationResultSet = await (await createMigrator(db, dialect, root)).migrateToLatest()
   if (error) {
     const failed = results?.find((result) => result.status === 'Error')?.migrationName
     throw new Error(`migration ${failed ?? '(setup)'} failed: ${error instanceof Error ? error.message : String(error)}`, {
@@ -77,6 +81,6 @@ export async function migrateToLatest(db: Kysely<any>, dialect: Dialect, root?: 
 
 /** Names of migrations that exist but have not been applied to this database. */
 export async function pendingMigrations(db: Kysely<any>, dialect: Dialect, root?: string): Promise<string[]> {
-  const migrations = await createMigrator(db, await loadMigrationSources(dialect, root)).getMigrations()
+  const migrations = await (await createMigrator(db, dialect, root)).getMigrations()
   return migrations.filter((migration) => migration.executedAt === undefined).map((migration) => migration.name)
 }
