@@ -2,6 +2,7 @@ import { openapi } from '@elysia/openapi'
 import { Elysia, ValidationError } from 'elysia'
 import { authModule } from './auth/routes.ts'
 import type { AppDeps } from './deps.ts'
+import { bodyTooLarge, declaresTooLargeBody } from './http/body-limit.ts'
 import { ApiError, jsonError } from './http/errors.ts'
 import { opsModule } from './ops/index.ts'
 import { currentRequestContext } from './ops/request-context.ts'
@@ -26,18 +27,16 @@ export function createApp(deps: AppDeps) {
   const { config, logger } = deps
   return new Elysia({ name: 'gatehouse' })
     .onRequest(({ request }) => {
-      const length = Number(request.headers.get('content-length') ?? 0)
-      if (length > config.maxBodyBytes)
-        return jsonError(413, {
-          message: 'Request body too large',
-          detail: `The limit is ${config.maxBodyBytes} bytes; this body is ${length}`,
-        })
+      if (declaresTooLargeBody(request, config.maxBodyBytes))
+        return bodyTooLarge(config.maxBodyBytes, Number(request.headers.get('content-length')))
     })
     .onTransform({ as: 'global' }, ({ route }) => {
       const context = currentRequestContext()
       if (context) context.route = route
     })
-    .onError({ as: 'global' }, ({ code, error, request, path }) => {
+    .onError({ as: 'global' }, ({ code, error, request, path, route }) => {
+      const context = currentRequestContext()
+      if (context && route && !context.route) context.route = route
       if (error instanceof ApiError) return error.toResponse()
       switch (code) {
         case 'NOT_FOUND':

@@ -23,6 +23,13 @@ export interface Config {
   loginMaxFailures: number
   loginWindowSeconds: number
   shutdownTimeoutSeconds: number
+  accessTokenTtlSeconds: number
+  refreshTokenTtlSeconds: number
+  refreshGraceSeconds: number
+  dynamicClientTtlSeconds: number
+  registrationRateLimit: number
+  outboundAllowPrivate: boolean
+  outboundCaFile: string | undefined
 }
 
 /** One documented variable: its name, default and how it is read. Drives both parsing and the README table. */
@@ -82,7 +89,7 @@ function parsePublicUrl(raw: string): string {
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:')
     throw new BadValue(`must use http or https, got "${url.protocol}"`)
-  if (url.search || url.hash) throw new BadValue('must not have a query or fragment')
+  if (url.search || url.hash || /[?#]/.test(raw)) throw new BadValue('must not have a query or fragment')
   if (url.username || url.password) throw new BadValue('must not contain credentials')
   return url.href.replace(/\/+$/, '')
 }
@@ -90,7 +97,9 @@ function parsePublicUrl(raw: string): string {
 function parseDatabaseUrl(raw: string): string {
   const value = raw.trim()
   if (value === ':memory:' || value.startsWith('sqlite:') || /^postgres(ql)?:\/\//.test(value)) return value
-  throw new BadValue(`must be sqlite:<path>, :memory: or postgres://…, got "${value}"`)
+  // Never echo a password written into the URL.
+  const shown = value.replace(/\/\/[^@/]*@/, '//***@')
+  throw new BadValue(`must be sqlite:<path>, :memory: or postgres://…, got "${shown}"`)
 }
 
 /** `id:base64key,id:base64key`, newest first. Each key is 32 bytes (AES-256). */
@@ -204,6 +213,55 @@ export const VARIABLES: Variable<keyof Config>[] = [
     default: '30s',
     description: 'On SIGTERM, how long in-flight requests may take before the process exits anyway',
     parse: parseDuration,
+  },
+  {
+    name: 'GATEHOUSE_ACCESS_TOKEN_TTL',
+    field: 'accessTokenTtlSeconds',
+    default: '1h',
+    description: 'Lifetime of an OAuth access token',
+    parse: parseDuration,
+  },
+  {
+    name: 'GATEHOUSE_REFRESH_TOKEN_TTL',
+    field: 'refreshTokenTtlSeconds',
+    default: '30d',
+    description: 'Lifetime of an OAuth refresh token (each refresh issues a new one)',
+    parse: parseDuration,
+  },
+  {
+    name: 'GATEHOUSE_REFRESH_GRACE',
+    field: 'refreshGraceSeconds',
+    default: '10s',
+    description: 'How long a just-used refresh token may be retried (a client that lost the response); reuse after that revokes the grant',
+    parse: parseDuration,
+  },
+  {
+    name: 'GATEHOUSE_DYNAMIC_CLIENT_TTL',
+    field: 'dynamicClientTtlSeconds',
+    default: '24h',
+    description: 'Dynamically registered clients that never complete a sign-in are deleted after this',
+    parse: parseDuration,
+  },
+  {
+    name: 'GATEHOUSE_REGISTRATION_RATE_LIMIT',
+    field: 'registrationRateLimit',
+    default: '20',
+    description: 'Dynamic client registrations per client address per hour',
+    parse: parseInteger(1, 100000),
+  },
+  {
+    name: 'GATEHOUSE_OUTBOUND_ALLOW_PRIVATE',
+    field: 'outboundAllowPrivate',
+    default: 'false',
+    description: 'Let fetches of user-supplied URLs (client metadata documents) reach private and loopback addresses',
+    parse: parseBoolean,
+  },
+  {
+    name: 'GATEHOUSE_OUTBOUND_CA_FILE',
+    field: 'outboundCaFile',
+    default: undefined,
+    description: 'PEM file of extra certificate authorities trusted for those fetches (an internal CA)',
+    parse: (raw) => resolve(raw),
   },
 ]
 

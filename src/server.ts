@@ -4,6 +4,7 @@ import { openDatabase, type Store } from './db/index.ts'
 import { migrateToLatest } from './db/migrate.ts'
 import { countUsers } from './users/user.repository.ts'
 import type { AppDeps } from './deps.ts'
+import { bodyTooLarge, readChunkedBodyWithin } from './http/body-limit.ts'
 import { jsonError } from './http/errors.ts'
 import type { Logger } from './ops/logger.ts'
 import { HttpMetrics } from './ops/metrics.ts'
@@ -65,7 +66,8 @@ export function createRequestHandler(deps: AppDeps, app: ReturnType<typeof creat
     return runWithRequestContext(context, async () => {
       let response: Response
       try {
-        response = await app.handle(request)
+        const limited = await readChunkedBodyWithin(request, config.maxBodyBytes)
+        response = limited ? await app.handle(limited) : bodyTooLarge(config.maxBodyBytes)
       } catch (error) {
         logger.error('request failed', { error })
         response = jsonError(500, { message: 'Internal server error', detail: `request ${context.requestId}` })

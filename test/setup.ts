@@ -39,7 +39,10 @@ export async function createTestDatabase(): Promise<{ url: string; drop: () => P
 export async function setup(overrides: Partial<Config> = {}, logger: Logger = silentLogger) {
   const database = await createTestDatabase()
   const config = testConfig({ databaseUrl: database.url, encryptionKeys: [TEST_KEY], ...overrides })
-  const deps = await prepare(config, logger)
+  const deps = await prepare(config, logger).catch(async (error) => {
+    await database.drop()
+    throw error
+  })
   const app = createApp(deps)
   const api = (token?: string) => treaty(app, { headers: token ? { authorization: `Bearer ${token}` } : {} })
   return {
@@ -67,7 +70,10 @@ export async function startTestServer(overrides: Partial<Config> = {}, logger: L
     host: '127.0.0.1',
     ...overrides,
   })
-  const gatehouse: Gatehouse = await startGatehouse(config, logger)
+  const gatehouse: Gatehouse = await startGatehouse(config, logger).catch(async (error) => {
+    await database.drop()
+    throw error
+  })
   return {
     ...gatehouse,
     url: gatehouse.server.url,

@@ -8,7 +8,7 @@ import { verifyDummyPassword, verifyPassword } from '../runtime/password.ts'
 import { findApiTokenUser, touchApiToken } from '../tokens/api-token.repository.ts'
 import { updateUser } from '../users/user.repository.ts'
 import { findUserByLogin } from '../users/user.repository.ts'
-import { clearLoginFailures, findLoginFailures, recordLoginFailure } from './login-throttle.repository.ts'
+import { clearLoginFailures, releaseLoginAttempt, reserveLoginAttempt } from './login-throttle.repository.ts'
 import { deleteSession, findSessionUser, insertSession, touchSession } from './session.repository.ts'
 import { generateToken, hashToken, tokenKindOf } from './token.ts'
 
@@ -75,14 +75,12 @@ export interface LoginResult {
   user: UserRow
 }
 
-function throttleKeys(login: string, ip: string) {
-  return { account: `login:${login.trim().toLowerCase()}`, address: `ip:${ip}` }
-}
-
 /**
- * Password login. Failures are counted per account and per client address in the database
- * (so every process sees them); past the limit, attempts wait out the window with 429 before
- * the password is even checked. Unknown accounts cost the same time as known ones.
+ * Password login. Attempts are counted per account (whichever of email or username was typed)
+ * and per client address in the database, so every process sees them. Each attempt is reserved
+ * before the password is checked, so simultaneous guesses count too; past the limit, attempts
+ * wait out the window with 429. Unknown accounts are counted by the login string and cost the
+ * same time as known ones.
  */
 export async function loginWithPassword(
   deps: AuthDeps,
@@ -90,30 +88,29 @@ export async function loginWithPassword(
 ): Promise<LoginResult> {
   const { db, config } = deps
   const now = nowSeconds()
-  const keys = throttleKeys(input.login, input.ip)
-  const limits: Record<string, number> = {
-    [keys.account]: config.loginMaxFailures,
-    [keys.address]: config.loginMaxFailures * 4,
-  }
-  for (const row of await findLoginFailures(db, Object.keys(limits))) {
-    const windowEnds = row.window_started_at + config.loginWindowSeconds
-    if (windowEnds > now && row.failures >= limits[row.key])
-      throw new ApiError(429, 'Too many failed login attempts; try again later', undefined, {
-        'retry-after': String(windowEnds - now),
-      })
+  const user = await findUserByLogin(db, input.login)
+  const accountKey = user ? `user:${user.id}` : `login:${input.login.trim().toLowerCase()}`
+  const addressKey = `ip:${input.ip}`
+  const account = await reserveLoginAttempt(db, accountKey, now, config.loginWindowSeconds)
+  const address = await reserveLoginAttempt(db, addressKey, now, config.loginWindowSeconds)
+  const throttled = [
+    { count: account, limit: config.loginMaxFailures },
+    { count: address, limit: config.loginMaxFailures * 4 },
+  ].find(({ count, limit }) => count.failures > limit)
+  if (throttled) {
+    const retryAfter = Math.max(1, throttled.count.window_started_at + config.loginWindowSeconds - now)
+    throw new ApiError(429, 'Too many failed login attempts; try again later', undefined, {
+      'retry-after': String(retryAfter),
+    })
   }
 
-  const user = await findUserByLogin(db, input.login)
   const valid = user?.password_hash
     ? await verifyPassword(input.password, user.password_hash)
     : (await verifyDummyPassword(input.password), false)
-  if (!user || !valid) {
-    await recordLoginFailure(db, keys.account, now, config.loginWindowSeconds)
-    await recordLoginFailure(db, keys.address, now, config.loginWindowSeconds)
-    throw new ApiError(401, 'Incorrect email/username or password')
-  }
+  if (!user || !valid) throw new ApiError(401, 'Incorrect email/username or password')
   if (user.status !== 'active') throw new ApiError(403, 'This account is suspended')
-  await clearLoginFailures(db, keys.account)
+  await clearLoginFailures(db, accountKey)
+  await releaseLoginAttempt(db, addressKey)
 
   const sessionToken = generateToken('session')
   const expiresAt = now + config.sessionTtlSeconds

@@ -1,17 +1,24 @@
 import { sql, type Kysely } from 'kysely'
 import type { Database } from '../db/schema.ts'
 
-export async function findLoginFailures(
-  db: Kysely<Database>,
-  keys: string[],
-): Promise<{ key: string; failures: number; window_started_at: number }[]> {
-  return db.selectFrom('login_failures').selectAll().where('key', 'in', keys).execute()
+export interface AttemptCount {
+  failures: number
+  window_started_at: number
 }
 
-/** Counts one failure for `key`, starting a new window when the old one has ended. */
-export async function recordLoginFailure(db: Kysely<Database>, key: string, now: number, windowSeconds: number) {
+/**
+ * Counts one login attempt for `key` and returns the new count, in a single statement, so
+ * simultaneous guesses cannot all slip under the limit before any of them is recorded. A window
+ * that has ended starts again at one.
+ */
+export async function reserveLoginAttempt(
+  db: Kysely<Database>,
+  key: string,
+  now: number,
+  windowSeconds: number,
+): Promise<AttemptCount> {
   const windowStart = now - windowSeconds
-  await db
+  return db
     .insertInto('login_failures')
     .values({ key, failures: 1, window_started_at: now })
     .onConflict((oc) =>
@@ -20,6 +27,16 @@ export async function recordLoginFailure(db: Kysely<Database>, key: string, now:
         window_started_at: sql`CASE WHEN login_failures.window_started_at <= ${windowStart} THEN ${now} ELSE login_failures.window_started_at END`,
       }),
     )
+    .returning(['failures', 'window_started_at'])
+    .executeTakeFirstOrThrow()
+}
+
+/** Takes back a reserved attempt that turned out not to be a failure. */
+export async function releaseLoginAttempt(db: Kysely<Database>, key: string): Promise<void> {
+  await db
+    .updateTable('login_failures')
+    .set({ failures: sql`CASE WHEN failures > 0 THEN failures - 1 ELSE 0 END` })
+    .where('key', '=', key)
     .execute()
 }
 

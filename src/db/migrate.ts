@@ -36,18 +36,26 @@ export function splitStatements(source: string): string[] {
     .filter((chunk) => chunk.split('\n').some((line) => line.trim() && !line.trim().startsWith('--')))
 }
 
+/**
+ * Kysely runs Postgres migrations inside a transaction, but not SQLite ones (its adapter does not
+ * claim transactional DDL, which SQLite in fact has). Wrapping each SQLite migration in one here
+ * means a migration that fails halfway leaves nothing behind and can be fixed and rerun.
+ */
 class SqlMigrationProvider implements MigrationProvider {
-  constructor(private readonly sources: Record<string, string>) {}
+  constructor(
+    private readonly sources: Record<string, string>,
+    private readonly dialect: Dialect,
+  ) {}
 
   async getMigrations(): Promise<Record<string, Migration>> {
     const migrations: Record<string, Migration> = {}
+    const ownTransaction = this.dialect === 'sqlite'
     for (const [name, source] of Object.entries(this.sources)) {
       const statements = splitStatements(source)
-      migrations[name] = {
-        async up(db) {
-          for (const statement of statements) await sql.raw(statement).execute(db)
-        },
+      const run = async (db: Kysely<any>) => {
+        for (const statement of statements) await sql.raw(statement).execute(db)
       }
+      migrations[name] = { up: (db) => (ownTransaction ? db.transaction().execute(run) : run(db)) }
     }
     return migrations
   }
@@ -58,7 +66,7 @@ class SqlMigrationProvider implements MigrationProvider {
  * Kysely otherwise looks for them in every schema and, finding another schema's, skips creating its own.
  */
 async function createMigrator(db: Kysely<any>, dialect: Dialect, root?: string): Promise<Migrator> {
-  const provider = new SqlMigrationProvider(await loadMigrationSources(dialect, root))
+  const provider = new SqlMigrationProvider(await loadMigrationSources(dialect, root), dialect)
   if (dialect !== 'postgres') return new Migrator({ db, provider })
   const { rows } = await sql<{ schema: string }>`select current_schema() as schema`.execute(db)
   return new Migrator({ db, provider, migrationTableSchema: rows[0].schema })

@@ -28,7 +28,9 @@ function serveWithBun({ port, hostname, maxBodyBytes, fetch }: ServeOptions): Ru
   const server = Bun.serve({
     port,
     hostname,
-    maxRequestBodySize: maxBodyBytes,
+    // A backstop only: the app answers oversized bodies itself with a JSON 413; Bun's own
+    // refusal (a bare 413) is for bodies far past the limit.
+    maxRequestBodySize: Math.max(maxBodyBytes * 2, maxBodyBytes + 1024 * 1024),
     // Long-lived MCP streams stay open; Bun's keep-alive pings still detect dead peers.
     idleTimeout: 0,
     fetch: (request, bunServer) => fetch(request, bunServer.requestIP(request)?.address ?? 'unknown'),

@@ -87,8 +87,9 @@ export async function setUserStatus(
   if (status === 'suspended') {
     if (target.id === actor.id) throw new ApiError(409, 'You cannot suspend yourself')
     if (target.role === 'owner') throw new ApiError(409, 'The owner cannot be suspended')
-    if (target.role === 'admin' && actor.role !== 'owner') throw new ApiError(403, 'Only the owner can suspend an admin')
   }
+  if (target.role === 'admin' && actor.role !== 'owner')
+    throw new ApiError(403, "Only the owner can change an admin's status")
   const updated = await db.transaction().execute(async (trx) => {
     const row = await updateUser(trx, userId, { status, updated_at: nowSeconds() })
     if (status === 'suspended') await deleteSessionsOfUser(trx, userId)

@@ -1,0 +1,246 @@
+import { afterEach, beforeEach, describe, expect, it } from 'bun:test'
+import { bootstrapOwner, OWNER, setup, type TestContext } from '../setup.ts'
+
+const WRONG = 'not-the-password'
+const BAD_CREDENTIALS = { message: 'Incorrect email/username or password' }
+const THROTTLED = { message: 'Too many failed login attempts; try again later' }
+
+function loginRequest(ctx: TestContext, login: string, password: string): Promise<Response> {
+  return ctx.app.handle(
+    new Request('http://localhost/api/v1/auth/login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ login, password }),
+    }),
+  )
+}
+
+/** The Set-Cookie line for `name`, as its value plus attributes keyed by lower-case name. */
+function setCookie(response: Response, name: string) {
+  const line = response.headers.getSetCookie().find((cookie) => cookie.startsWith(`${name}=`))
+  if (!line) throw new Error(`no Set-Cookie for ${name} in ${JSON.stringify(response.headers.getSetCookie())}`)
+  const [pair, ...rest] = line.split(';').map((part) => part.trim())
+  const attributes = new Map(
+    rest.map((attribute) => {
+      const [key, ...value] = attribute.split('=')
+      return [key.toLowerCase(), value.join('=')] as const
+    }),
+  )
+  return { value: pair.slice(name.length + 1), attributes }
+}
+
+async function statusesOf(responses: Promise<Response>[]): Promise<number[]> {
+  return (await Promise.all(responses)).map((response) => response.status)
+}
+
+describe('password login', () => {
+  let ctx: TestContext
+  let owner: { id: string; token: string }
+  beforeEach(async () => {
+    ctx = await setup({ loginMaxFailures: 3, loginWindowSeconds: 60 })
+    owner = await bootstrapOwner(ctx)
+  })
+  afterEach(async () => {
+    await ctx.close()
+  })
+
+  it('signs in by username and returns a session token that works', async () => {
+    const response = await loginRequest(ctx, OWNER.username, OWNER.password)
+    expect(response.status).toBe(200)
+    const body = await response.json()
+    expect(body.session_token).toStartWith('gth_ses_')
+    expect(body.csrf_token).toMatch(/^[0-9a-f]{64}$/)
+    expect(body.user).toMatchObject({ id: owner.id, username: 'owner', role: 'owner' })
+    const me = await ctx.api(body.session_token).api.v1.users.me.get()
+    expect(me.status).toBe(200)
+    expect(me.data).toMatchObject({ id: owner.id, username: 'owner' })
+  })
+
+  it('signs in by email and returns a session token that works', async () => {
+    const response = await loginRequest(ctx, OWNER.email, OWNER.password)
+    expect(response.status).toBe(200)
+    const body = await response.json()
+    expect(body.user).toMatchObject({ email: OWNER.email })
+    const me = await ctx.api(body.session_token).api.v1.users.me.get()
+    expect(me.status).toBe(200)
+    expect(me.data?.email).toBe(OWNER.email)
+  })
+
+  it('refuses a wrong password with 401 and a message that does not say which part was wrong', async () => {
+    const response = await loginRequest(ctx, OWNER.username, WRONG)
+    expect(response.status).toBe(401)
+    expect(await response.json()).toEqual(BAD_CREDENTIALS)
+    expect(response.headers.getSetCookie()).toEqual([])
+  })
+
+  it('answers an unknown user exactly as a wrong password, so accounts cannot be enumerated', async () => {
+    const unknown = await loginRequest(ctx, 'nobody@example.com', WRONG)
+    const wrong = await loginRequest(ctx, OWNER.email, WRONG)
+    expect(unknown.status).toBe(401)
+    expect(await unknown.json()).toEqual(BAD_CREDENTIALS)
+    expect(wrong.status).toBe(401)
+    expect(await wrong.json()).toEqual(BAD_CREDENTIALS)
+  })
+
+  it('throttles an account after the configured number of failures with 429 and retry-after', async () => {
+    for (let attempt = 1; attempt <= 3; attempt++) expect((await loginRequest(ctx, OWNER.username, WRONG)).status).toBe(401)
+    const throttled = await loginRequest(ctx, OWNER.username, WRONG)
+    expect(throttled.status).toBe(429)
+    expect(await throttled.json()).toEqual(THROTTLED)
+    const retryAfter = Number(throttled.headers.get('retry-after'))
+    expect(Number.isInteger(retryAfter)).toBe(true)
+    expect(retryAfter).toBeGreaterThan(0)
+    expect(retryAfter).toBeLessThanOrEqual(60)
+  })
+
+  it('refuses even the correct password while the account is throttled', async () => {
+    for (let attempt = 1; attempt <= 3; attempt++) await loginRequest(ctx, OWNER.username, WRONG)
+    const response = await loginRequest(ctx, OWNER.username, OWNER.password)
+    expect(response.status).toBe(429)
+    expect(await response.json()).toEqual(THROTTLED)
+    expect(response.headers.get('retry-after')).toMatch(/^\d+$/)
+    expect(response.headers.getSetCookie()).toEqual([])
+  })
+
+  it('counts failures by username and by email against the same account', async () => {
+    await loginRequest(ctx, OWNER.username, WRONG)
+    await loginRequest(ctx, OWNER.username, WRONG)
+    expect((await loginRequest(ctx, OWNER.email, WRONG)).status).toBe(401)
+    const response = await loginRequest(ctx, OWNER.username, WRONG)
+    expect(response.status).toBe(429)
+    expect(await response.json()).toEqual(THROTTLED)
+  })
+
+  it('refuses more guesses than the limit even when they arrive at the same time', async () => {
+    const statuses = await statusesOf(Array.from({ length: 8 }, () => loginRequest(ctx, OWNER.username, WRONG)))
+    expect(statuses.filter((status) => status === 401).length).toBeLessThanOrEqual(3)
+    expect(statuses.filter((status) => status === 429).length).toBeGreaterThanOrEqual(5)
+  })
+
+  it("does not throttle another account for one account's failures", async () => {
+    const bobPassword = 'bob-password-1'
+    const created = await ctx.api(owner.token).api.v1.users.post({ email: 'bob@example.com', username: 'bob', password: bobPassword })
+    expect(created.status).toBe(201)
+    for (let attempt = 1; attempt <= 3; attempt++) await loginRequest(ctx, OWNER.username, WRONG)
+    expect((await loginRequest(ctx, OWNER.username, OWNER.password)).status).toBe(429)
+    const bob = await loginRequest(ctx, 'bob', bobPassword)
+    expect(bob.status).toBe(200)
+    expect((await bob.json()).user.username).toBe('bob')
+  })
+
+  it('throttles every account from a client address after four times the limit of failures', async () => {
+    // Three failures each for four accounts: no account is over its limit, the address is.
+    const statuses: number[] = []
+    for (const login of ['ghost1', 'ghost2', 'ghost3', 'ghost4'])
+      for (let attempt = 1; attempt <= 3; attempt++) statuses.push((await loginRequest(ctx, login, WRONG)).status)
+    expect(statuses).toEqual(Array(12).fill(401))
+    const response = await loginRequest(ctx, OWNER.username, OWNER.password)
+    expect(response.status).toBe(429)
+    expect(await response.json()).toEqual(THROTTLED)
+    expect(response.headers.get('retry-after')).toMatch(/^\d+$/)
+  })
+
+  it("clears the account's failure count on a successful login", async () => {
+    await loginRequest(ctx, OWNER.username, WRONG)
+    await loginRequest(ctx, OWNER.username, WRONG)
+    expect((await loginRequest(ctx, OWNER.username, OWNER.password)).status).toBe(200)
+    expect((await loginRequest(ctx, OWNER.username, WRONG)).status).toBe(401)
+    expect((await loginRequest(ctx, OWNER.username, WRONG)).status).toBe(401)
+    const response = await loginRequest(ctx, OWNER.username, OWNER.password)
+    expect(response.status).toBe(200)
+  })
+
+  it("refuses a suspended user's correct password with 403", async () => {
+    const password = 'carol-password-1'
+    const created = await ctx.api(owner.token).api.v1.users.post({ email: 'carol@example.com', username: 'carol', password })
+    expect(created.status).toBe(201)
+    const suspended = await ctx.api(owner.token).api.v1.users({ id: created.data!.id }).suspend.post()
+    expect(suspended.status).toBe(200)
+    const response = await loginRequest(ctx, 'carol', password)
+    expect(response.status).toBe(403)
+    expect(await response.json()).toEqual({ message: 'This account is suspended' })
+    expect(response.headers.getSetCookie()).toEqual([])
+  })
+
+  it('ends the session on logout, after which its token gets 401', async () => {
+    const logout = await ctx.api(owner.token).api.v1.auth.logout.post()
+    expect(logout.status).toBe(204)
+    const me = await ctx.api(owner.token).api.v1.users.me.get()
+    expect(me.status).toBe(401)
+    expect(me.error?.value).toEqual({ message: 'The session or token is invalid, expired or revoked' })
+  })
+
+  it('clears the session and CSRF cookies on logout', async () => {
+    const login = await (await loginRequest(ctx, OWNER.username, OWNER.password)).json()
+    const response = await ctx.app.handle(
+      new Request('http://localhost/api/v1/auth/logout', {
+        method: 'POST',
+        headers: {
+          cookie: `gatehouse_session=${login.session_token}; gatehouse_csrf=${login.csrf_token}`,
+          'x-csrf-token': login.csrf_token,
+        },
+      }),
+    )
+    expect(response.status).toBe(204)
+    for (const name of ['gatehouse_session', 'gatehouse_csrf']) {
+      const cookie = setCookie(response, name)
+      expect(cookie.value).toBe('')
+      expect(cookie.attributes.get('path')).toBe('/')
+      const expired =
+        cookie.attributes.get('max-age') === '0' || Date.parse(cookie.attributes.get('expires') ?? '') <= Date.now()
+      expect(expired).toBe(true)
+    }
+    expect((await ctx.api(login.session_token).api.v1.users.me.get()).status).toBe(401)
+  })
+
+  it('sets an HttpOnly, SameSite=Lax session cookie without Secure when the public URL is http', async () => {
+    const response = await loginRequest(ctx, OWNER.username, OWNER.password)
+    const body = await response.json()
+    const session = setCookie(response, 'gatehouse_session')
+    expect(session.value).toBe(body.session_token)
+    expect(session.attributes.has('httponly')).toBe(true)
+    expect(session.attributes.get('samesite')).toBe('Lax')
+    expect(session.attributes.get('path')).toBe('/')
+    expect(session.attributes.has('secure')).toBe(false)
+  })
+
+  it('sets a CSRF cookie that page scripts can read, with SameSite=Lax', async () => {
+    const response = await loginRequest(ctx, OWNER.username, OWNER.password)
+    const body = await response.json()
+    const csrf = setCookie(response, 'gatehouse_csrf')
+    expect(csrf.value).toBe(body.csrf_token)
+    expect(csrf.attributes.has('httponly')).toBe(false)
+    expect(csrf.attributes.get('samesite')).toBe('Lax')
+    expect(csrf.attributes.has('secure')).toBe(false)
+  })
+
+  it("gives the session cookie the session's expiry", async () => {
+    const response = await loginRequest(ctx, OWNER.username, OWNER.password)
+    const body = await response.json()
+    const expires = Date.parse(setCookie(response, 'gatehouse_session').attributes.get('expires') ?? '')
+    expect(expires).toBe(Date.parse(body.expires_at))
+    const sevenDays = 7 * 86400 * 1000
+    expect(Math.abs(expires - (Date.now() + sevenDays))).toBeLessThan(60_000)
+  })
+})
+
+describe('session cookies behind an https public URL', () => {
+  let ctx: TestContext
+  beforeEach(async () => {
+    ctx = await setup({ publicUrl: 'https://gatehouse.example.com' })
+    await bootstrapOwner(ctx)
+  })
+  afterEach(async () => {
+    await ctx.close()
+  })
+
+  it('marks the session and CSRF cookies Secure', async () => {
+    const response = await loginRequest(ctx, OWNER.username, OWNER.password)
+    expect(response.status).toBe(200)
+    const session = setCookie(response, 'gatehouse_session')
+    expect(session.attributes.has('secure')).toBe(true)
+    expect(session.attributes.has('httponly')).toBe(true)
+    expect(session.attributes.get('samesite')).toBe('Lax')
+    expect(setCookie(response, 'gatehouse_csrf').attributes.has('secure')).toBe(true)
+  })
+})
