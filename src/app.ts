@@ -4,6 +4,9 @@ import { authModule } from './auth/routes.ts'
 import type { AppDeps } from './deps.ts'
 import { bodyTooLarge, declaresTooLargeBody } from './http/body-limit.ts'
 import { ApiError, jsonError } from './http/errors.ts'
+import { loginPageModule } from './auth/login-page.ts'
+import { oauthModule } from './oauth/index.ts'
+import { OAuthError } from './oauth/errors.ts'
 import { opsModule } from './ops/index.ts'
 import { currentRequestContext } from './ops/request-context.ts'
 import { orgsModule } from './orgs/index.ts'
@@ -38,6 +41,8 @@ export function createApp(deps: AppDeps) {
       const context = currentRequestContext()
       if (context && route && !context.route) context.route = route
       if (error instanceof ApiError) return error.toResponse()
+      if (path.startsWith('/oauth2/') && (code === 'PARSE' || code === 'VALIDATION'))
+        return new OAuthError('invalid_request', code === 'PARSE' ? 'the request body could not be parsed' : error.message).toResponse()
       switch (code) {
         case 'NOT_FOUND':
           return jsonError(404, { message: `No route for ${request.method} ${path}` })
@@ -58,6 +63,8 @@ export function createApp(deps: AppDeps) {
     .use(
       openapi({
         path: '/openapi',
+        // Route paths with a dot (/.well-known/…) would otherwise be taken for static files and left out.
+        exclude: { staticFile: false },
         documentation: {
           info: { title: 'Gatehouse API', version: VERSION, description: 'Management API of the Gatehouse MCP gateway' },
           components: {
@@ -71,6 +78,8 @@ export function createApp(deps: AppDeps) {
       }),
     )
     .use(opsModule(deps))
+    .use(oauthModule(deps))
+    .use(loginPageModule(deps))
     .use(authModule(deps))
     .use(usersModule(deps))
     .use(tokensModule(deps))

@@ -5,6 +5,8 @@ import type { Database, UserRow } from '../db/schema.ts'
 import { ApiError } from '../http/errors.ts'
 import type { Logger } from '../ops/logger.ts'
 import { verifyDummyPassword, verifyPassword } from '../runtime/password.ts'
+import { findLiveAccessToken } from '../oauth/grant.repository.ts'
+import { parseScope } from '../oauth/scope.ts'
 import { findApiTokenUser, touchApiToken } from '../tokens/api-token.repository.ts'
 import { updateUser } from '../users/user.repository.ts'
 import { findUserByLogin } from '../users/user.repository.ts'
@@ -20,9 +22,11 @@ const TOUCH_INTERVAL_SECONDS = 60
 
 export interface Principal {
   user: UserRow
-  via: 'session' | 'api_token'
-  /** The session's token hash or the API token's ID. */
+  via: 'session' | 'api_token' | 'oauth'
+  /** The session's token hash, the API token's ID or the OAuth access token's hash. */
   credentialId: string
+  /** For OAuth access tokens only: what the token may do, where, and for which client. */
+  oauth?: { scopes: string[]; audience: string; clientId: string }
 }
 
 export interface AuthDeps {
@@ -45,6 +49,16 @@ export async function authenticateToken(deps: AuthDeps, token: string): Promise<
     if (found.lastUsedAt < now - TOUCH_INTERVAL_SECONDS) recordActivity(deps, found.user.id, () => touchSession(deps.db, tokenHash, now))
     return { user: found.user, via: 'session', credentialId: tokenHash }
   }
+  if (kind === 'oauthAccess') {
+    const found = await findLiveAccessToken(deps.db, tokenHash, now)
+    if (!found) return undefined
+    return {
+      user: found.user,
+      via: 'oauth',
+      credentialId: tokenHash,
+      oauth: { scopes: parseScope(found.token.scope), audience: found.token.audience, clientId: found.token.client_id },
+    }
+  }
   if (kind === 'apiToken') {
     const found = await findApiTokenUser(deps.db, tokenHash, now)
     if (!found) return undefined
@@ -61,6 +75,24 @@ function recordActivity(deps: AuthDeps, userId: string, touchCredential: () => P
   Promise.all([touchCredential(), updateUser(deps.db, userId, { last_seen_at: now })]).catch((error) =>
     deps.logger.warn('could not record activity', { user_id: userId, error }),
   )
+}
+
+/** The bearer token of an `Authorization` header, if it carries one. */
+export function bearerToken(authorization: string | undefined | null): string | undefined {
+  if (!authorization) return undefined
+  const [scheme, token] = authorization.trim().split(/\s+/, 2)
+  return scheme?.toLowerCase() === 'bearer' && token ? token : undefined
+}
+
+/** The credential a request presents: a bearer token wins over the session cookie. */
+export function presentedCredential(
+  authorization: string | undefined | null,
+  sessionCookie: unknown,
+): { token: string; viaCookie: boolean } | undefined {
+  const bearer = bearerToken(authorization)
+  if (bearer) return { token: bearer, viaCookie: false }
+  if (typeof sessionCookie === 'string' && sessionCookie) return { token: sessionCookie, viaCookie: true }
+  return undefined
 }
 
 /** The CSRF token of a session: derived from it, so it needs no storage and dies with it. */

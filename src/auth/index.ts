@@ -1,6 +1,14 @@
 import { Elysia } from 'elysia'
 import { constantTimeEqual } from './token.ts'
-import { authenticateToken, CSRF_HEADER, csrfTokenFor, SESSION_COOKIE, type AuthDeps } from './auth.service.ts'
+import {
+  authenticateToken,
+  CSRF_HEADER,
+  csrfTokenFor,
+  presentedCredential,
+  SESSION_COOKIE,
+  type AuthDeps,
+} from './auth.service.ts'
+import { resourcesOf } from '../oauth/resource.ts'
 
 export type { Principal } from './auth.service.ts'
 
@@ -8,12 +16,6 @@ export type { Principal } from './auth.service.ts'
 export type RequiredRole = true | 'admin' | 'owner'
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
-
-function bearerToken(authorization: string | undefined): string | undefined {
-  if (!authorization) return undefined
-  const [scheme, token] = authorization.trim().split(/\s+/, 2)
-  return scheme?.toLowerCase() === 'bearer' && token ? token : undefined
-}
 
 function roleAllows(role: 'owner' | 'admin' | 'member', required: RequiredRole): boolean {
   if (required === true) return true
@@ -31,10 +33,22 @@ export const authPlugin = (deps: AuthDeps) =>
   new Elysia({ name: 'auth' }).macro({
     auth: (required: RequiredRole) => ({
       async resolve({ headers, cookie, request, status, set }) {
-        const bearer = bearerToken(headers.authorization)
-        const cookieToken = cookie[SESSION_COOKIE]?.value
-        const token = bearer ?? (typeof cookieToken === 'string' ? cookieToken : undefined)
+        const credential = presentedCredential(headers.authorization, cookie[SESSION_COOKIE]?.value)
+        const token = credential?.token
         const principal = token ? await authenticateToken(deps, token) : undefined
+        const apiAudience = resourcesOf(deps.config.publicUrl).api
+        if (principal?.oauth && principal.oauth.audience !== apiAudience) {
+          set.headers['www-authenticate'] =
+            'Bearer realm="gatehouse", error="invalid_token", error_description="the token is for another resource"'
+          return status(401, {
+            message: 'This access token was issued for another resource',
+            detail: `The management API accepts OAuth access tokens issued for ${apiAudience}`,
+          })
+        }
+        if (principal?.oauth && !principal.oauth.scopes.includes('api')) {
+          set.headers['www-authenticate'] = 'Bearer realm="gatehouse", error="insufficient_scope", scope="api"'
+          return status(403, { message: 'This access token lacks the api scope' })
+        }
         if (!principal) {
           set.headers['www-authenticate'] = token
             ? 'Bearer realm="gatehouse", error="invalid_token"'
@@ -43,7 +57,7 @@ export const authPlugin = (deps: AuthDeps) =>
             message: token ? 'The session or token is invalid, expired or revoked' : 'Authentication required',
           })
         }
-        if (!bearer && !SAFE_METHODS.has(request.method)) {
+        if (credential?.viaCookie && !SAFE_METHODS.has(request.method)) {
           const presented = headers[CSRF_HEADER]
           if (!presented || !constantTimeEqual(presented, csrfTokenFor(token!)))
             return status(403, {

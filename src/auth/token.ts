@@ -9,6 +9,11 @@ import { encodeBase32LowerCaseNoPadding, encodeHexLowerCase } from '@oslojs/enco
 export const TOKEN_PREFIXES = {
   session: 'gth_ses_',
   apiToken: 'gth_pat_',
+  oauthAccess: 'gth_oat_',
+  oauthRefresh: 'gth_ort_',
+  oauthCode: 'gth_code_',
+  clientSecret: 'gth_cs_',
+  registration: 'gth_reg_',
 } as const
 
 export type TokenKind = keyof typeof TOKEN_PREFIXES

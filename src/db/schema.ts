@@ -72,6 +72,94 @@ export interface SecretsTable {
   updated_at: number
 }
 
+export interface OAuthClientsTable {
+  id: string
+  organization_id: string
+  kind: 'managed' | 'dynamic' | 'metadata_document'
+  name: string
+  /** JSON array of strings. */
+  redirect_uris: string
+  /** JSON array of strings. */
+  grant_types: string
+  token_endpoint_auth_method: 'none' | 'client_secret_basic' | 'client_secret_post'
+  scope: string
+  client_uri: string | null
+  logo_uri: string | null
+  software_id: string | null
+  software_version: string | null
+  registration_token_hash: string | null
+  created_by: string | null
+  created_at: number
+  updated_at: number
+  last_used_at: number | null
+}
+
+export interface OAuthClientSecretsTable {
+  id: string
+  client_id: string
+  secret_hash: string
+  secret_prefix: string
+  created_at: number
+  last_used_at: number | null
+}
+
+export interface OAuthConsentsTable {
+  user_id: string
+  client_id: string
+  redirect_uri: string
+  scope: string
+  created_at: number
+}
+
+export interface OAuthGrantsTable {
+  id: string
+  client_id: string
+  user_id: string
+  scope: string
+  resource: string
+  created_at: number
+  revoked_at: number | null
+}
+
+export interface OAuthAuthorizationCodesTable {
+  code_hash: string
+  client_id: string
+  user_id: string
+  redirect_uri: string
+  scope: string
+  resource: string
+  code_challenge: string
+  created_at: number
+  expires_at: number
+  used_at: number | null
+  grant_id: string | null
+}
+
+export interface OAuthAccessTokensTable {
+  token_hash: string
+  grant_id: string
+  client_id: string
+  user_id: string
+  scope: string
+  audience: string
+  created_at: number
+  expires_at: number
+}
+
+export interface OAuthRefreshTokensTable {
+  token_hash: string
+  grant_id: string
+  created_at: number
+  expires_at: number
+  used_at: number | null
+}
+
+export interface InstanceSettingsTable {
+  name: string
+  value: string
+  updated_at: number
+}
+
 export interface Database {
   users: UsersTable
   instance_events: InstanceEventsTable
@@ -81,6 +169,14 @@ export interface Database {
   api_tokens: ApiTokensTable
   login_failures: LoginFailuresTable
   secrets: SecretsTable
+  oauth_clients: OAuthClientsTable
+  oauth_client_secrets: OAuthClientSecretsTable
+  oauth_consents: OAuthConsentsTable
+  oauth_grants: OAuthGrantsTable
+  oauth_authorization_codes: OAuthAuthorizationCodesTable
+  oauth_access_tokens: OAuthAccessTokensTable
+  oauth_refresh_tokens: OAuthRefreshTokensTable
+  instance_settings: InstanceSettingsTable
 }
 
 export type UserRow = Selectable<UsersTable>
@@ -91,5 +187,12 @@ export type OrganizationMemberRow = Selectable<OrganizationMembersTable>
 export type SessionRow = Selectable<SessionsTable>
 export type ApiTokenRow = Selectable<ApiTokensTable>
 export type SecretRow = Selectable<SecretsTable>
+
+export type OAuthClientRow = Selectable<OAuthClientsTable>
+export type OAuthClientSecretRow = Selectable<OAuthClientSecretsTable>
+export type OAuthGrantRow = Selectable<OAuthGrantsTable>
+export type OAuthAuthorizationCodeRow = Selectable<OAuthAuthorizationCodesTable>
+export type OAuthAccessTokenRow = Selectable<OAuthAccessTokensTable>
+export type OAuthRefreshTokenRow = Selectable<OAuthRefreshTokensTable>
 
 export type Dialect = 'sqlite' | 'postgres'

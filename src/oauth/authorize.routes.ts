@@ -1,0 +1,122 @@
+import { Elysia } from 'elysia'
+import { authenticateToken, csrfTokenFor, presentedCredential, SESSION_COOKIE } from '../auth/auth.service.ts'
+import type { Principal } from '../auth/index.ts'
+import { constantTimeEqual } from '../auth/token.ts'
+import type { AppDeps } from '../deps.ts'
+import { renderConsentPage } from '../pages/consent.ts'
+import { renderErrorPage } from '../pages/html.ts'
+import {
+  approve,
+  authorizationRedirect,
+  AuthorizePageError,
+  AuthorizeRedirectError,
+  hasConsent,
+  scopesFor,
+  validateAuthorizeRequest,
+  type AuthorizeDeps,
+} from './authorize.service.ts'
+import { formOf } from './http.ts'
+import { formatScope, SCOPES, type Scope } from './scope.ts'
+import { OAuthError } from './errors.ts'
+
+function redirectTo(location: string, status = 302): Response {
+  return new Response(null, { status, headers: { location, 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' } })
+}
+
+/** Turns a refusal into what the browser should get: a page before the redirect URI is trusted, a redirect after. */
+function refusal(deps: AppDeps, error: unknown): Response {
+  if (error instanceof AuthorizePageError) return renderErrorPage(error.status, 'This sign-in request cannot be completed', error.message)
+  if (error instanceof AuthorizeRedirectError)
+    return redirectTo(
+      authorizationRedirect(deps.config, error.redirectUri, {
+        error: error.error,
+        error_description: error.description,
+        state: error.state,
+      }),
+    )
+  if (error instanceof OAuthError) return renderErrorPage(400, 'This sign-in request cannot be completed', error.description)
+  throw error
+}
+
+/** A session (cookie or bearer) or API token (bearer) may authorize; OAuth tokens may not mint more. */
+async function signedInUser(
+  deps: AppDeps,
+  authorization: string | undefined,
+  sessionCookie: unknown,
+): Promise<{ principal: Principal; token: string; viaCookie: boolean } | undefined> {
+  const credential = presentedCredential(authorization, sessionCookie)
+  if (!credential) return undefined
+  const principal = await authenticateToken(deps, credential.token)
+  return principal && principal.via !== 'oauth' ? { principal, ...credential } : undefined
+}
+
+/**
+ * GET /oauth2/authorize shows the consent page (after sign-in); POST decides (`decision=deny`
+ * denies, anything else approves). A decision posted
+ * with the session cookie must carry the page's CSRF token; one authenticated by a bearer token
+ * needs none, as no browser attaches that on its own.
+ */
+export const authorizeRoutes = (deps: AppDeps, authorizeDeps: AuthorizeDeps) =>
+  new Elysia({ name: 'oauth.authorize', detail: { tags: ['oauth'] } })
+    .get(
+      '/oauth2/authorize',
+      async ({ query, headers, cookie, request }) => {
+        try {
+          const params = formOf(query)
+          const authorization = await validateAuthorizeRequest(authorizeDeps, params)
+          const signedIn = await signedInUser(deps, headers.authorization, cookie[SESSION_COOKIE]?.value)
+          if (!signedIn) {
+            const url = new URL(request.url)
+            return redirectTo(`/login?next=${encodeURIComponent(url.pathname + url.search)}`)
+          }
+          const user = signedIn.principal.user
+          const scopes = scopesFor(authorization, user)
+          if (await hasConsent(deps.db, authorization, user, scopes))
+            return redirectTo(await approve(authorizeDeps, authorization, user, scopes))
+          return renderConsentPage({
+            clientName: authorization.client.name,
+            clientId: authorization.client.id,
+            redirectUri: authorization.redirectUri,
+            scopes: scopes.map((scope: Scope) => ({ name: scope, description: SCOPES[scope] })),
+            resource: authorization.resource,
+            username: user.username,
+            csrf: signedIn.viaCookie ? csrfTokenFor(signedIn.token) : '',
+            fields: {
+              response_type: 'code',
+              client_id: authorization.client.id,
+              redirect_uri: authorization.redirectUri,
+              state: authorization.state,
+              scope: formatScope(scopes),
+              code_challenge: authorization.codeChallenge,
+              code_challenge_method: 'S256',
+              resource: authorization.resource,
+            },
+          })
+        } catch (error) {
+          return refusal(deps, error)
+        }
+      },
+      { detail: { summary: 'Authorization endpoint: sign-in, then the consent page', security: [] } },
+    )
+    .post(
+      '/oauth2/authorize',
+      async ({ query, body, headers, cookie }) => {
+        try {
+          // Parameters may come in the body (our consent form) or the query (a client posting to
+          // the authorization URL itself, as scripted clients do).
+          const params = { ...formOf(query), ...formOf(body) }
+          const authorization = await validateAuthorizeRequest(authorizeDeps, params)
+          const signedIn = await signedInUser(deps, headers.authorization, cookie[SESSION_COOKIE]?.value)
+          if (!signedIn) throw new AuthorizePageError(401, 'You are not signed in. Start the sign-in from the application again.')
+          if (signedIn.viaCookie && !constantTimeEqual(params.csrf_token ?? '', csrfTokenFor(signedIn.token)))
+            throw new AuthorizePageError(403, 'The consent form expired or did not come from this server. Start again from the application.')
+          if (params.decision === 'deny')
+            throw new AuthorizeRedirectError(authorization.redirectUri, 'access_denied', 'the user denied the request', authorization.state)
+          const scopes = scopesFor(authorization, signedIn.principal.user)
+          return redirectTo(await approve(authorizeDeps, authorization, signedIn.principal.user, scopes), 303)
+        } catch (error) {
+          return refusal(deps, error)
+        }
+      },
+      { detail: { summary: 'Approve or deny an authorization request', security: [] } },
+    )
