@@ -5,6 +5,7 @@ import type { AppDeps } from './deps.ts'
 import { bodyTooLarge, declaresTooLargeBody } from './http/body-limit.ts'
 import { ApiError, jsonError } from './http/errors.ts'
 import { loginPageModule } from './auth/login-page.ts'
+import { appsModule } from './oauth/apps.routes.ts'
 import { oauthModule } from './oauth/index.ts'
 import { OAuthError } from './oauth/errors.ts'
 import { opsModule } from './ops/index.ts'
@@ -84,6 +85,7 @@ export function createApp(deps: AppDeps) {
     .use(usersModule(deps))
     .use(tokensModule(deps))
     .use(orgsModule(deps))
+    .use(appsModule(deps))
 }
 
 export type App = ReturnType<typeof createApp>

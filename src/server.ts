@@ -7,6 +7,7 @@ import type { AppDeps } from './deps.ts'
 import { bodyTooLarge, readChunkedBodyWithin } from './http/body-limit.ts'
 import { jsonError } from './http/errors.ts'
 import type { Logger } from './ops/logger.ts'
+import { startMaintenance } from './ops/maintenance.ts'
 import { HttpMetrics } from './ops/metrics.ts'
 import { requestIdFrom, runWithRequestContext, type RequestContext } from './ops/request-context.ts'
 import { serve, type RunningServer } from './runtime/serve.ts'
@@ -116,6 +117,7 @@ export async function startGatehouse(config: Config, logger: Logger): Promise<Ga
       `no users yet: create the first admin with POST ${config.publicUrl}/api/v1/users/first or \`gatehouse create-admin\``,
     )
 
+  const stopMaintenance = startMaintenance(deps)
   let stopping: Promise<void> | undefined
   const shutdown = () =>
     (stopping ??= (async () => {
@@ -123,6 +125,7 @@ export async function startGatehouse(config: Config, logger: Logger): Promise<Ga
         logger.warn('shutdown timeout reached; closing remaining connections')
         void server.close()
       }, config.shutdownTimeoutSeconds * 1000)
+      stopMaintenance()
       await server.drain()
       clearTimeout(timeout)
       await deps.db.destroy()

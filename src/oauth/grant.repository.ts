@@ -37,6 +37,11 @@ export async function deleteExpiredAuthorizationCodes(db: Db, before: number): P
   await db.deleteFrom('oauth_authorization_codes').where('expires_at', '<', before).execute()
 }
 
+export async function deleteExpiredTokens(db: Db, now: number): Promise<void> {
+  await db.deleteFrom('oauth_access_tokens').where('expires_at', '<=', now).execute()
+  await db.deleteFrom('oauth_refresh_tokens').where('expires_at', '<=', now).execute()
+}
+
 export async function insertGrant(db: Db, row: OAuthGrantRow): Promise<void> {
   await db.insertInto('oauth_grants').values(row).execute()
 }

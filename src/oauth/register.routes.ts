@@ -11,7 +11,6 @@ import { findSetting } from '../settings/settings.repository.ts'
 import { parseClientMetadata } from './client-metadata.ts'
 import {
   deleteClient,
-  deleteUnusedDynamicClients,
   findClientByRegistrationToken,
   listClientSecrets,
   updateClient,
@@ -81,8 +80,6 @@ export const registerRoutes = (deps: AppDeps) => {
             throw new OAuthError('temporarily_unavailable', 'too many registrations from this address; try again later', 429, {
               'retry-after': String(taken.retryAfterSeconds),
             })
-          const now = nowSeconds()
-          await deleteUnusedDynamicClients(deps.db, now - deps.config.dynamicClientTtlSeconds)
           const metadata = parseClientMetadata(body)
           const organization = await findDefaultOrganization(deps.db)
           const { client, secret, registrationToken } = await registerClient(deps.db, metadata, organization.id)
