@@ -8,6 +8,7 @@ import { loginPageModule } from './auth/login-page.ts'
 import { appsModule } from './oauth/apps.routes.ts'
 import { oauthModule } from './oauth/index.ts'
 import { OAuthError } from './oauth/errors.ts'
+import { CORS_HEADERS, withHeaders } from './oauth/http.ts'
 import { opsModule } from './ops/index.ts'
 import { currentRequestContext } from './ops/request-context.ts'
 import { orgsModule } from './orgs/index.ts'
@@ -43,7 +44,10 @@ export function createApp(deps: AppDeps) {
       if (context && route && !context.route) context.route = route
       if (error instanceof ApiError) return error.toResponse()
       if (path.startsWith('/oauth2/') && (code === 'PARSE' || code === 'VALIDATION'))
-        return new OAuthError('invalid_request', code === 'PARSE' ? 'the request body could not be parsed' : error.message).toResponse()
+        return withHeaders(
+          new OAuthError('invalid_request', code === 'PARSE' ? 'the request body could not be parsed' : error.message).toResponse(),
+          CORS_HEADERS,
+        )
       switch (code) {
         case 'NOT_FOUND':
           return jsonError(404, { message: `No route for ${request.method} ${path}` })

@@ -294,6 +294,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
 }
 
+/**
+ * The path the public URL puts in front of every route (`/gh` for `https://example.com/gh`),
+ * for links and redirects the browser follows through a proxy that strips it; '' at the root.
+ */
+export function basePathOf(publicUrl: string): string {
+  return new URL(publicUrl).pathname.replace(/\/+$/, '')
+}
+
 /** A configuration for tests and tools: defaults plus overrides, without reading the process environment. */
 export function testConfig(overrides: Partial<Config> = {}): Config {
   return { ...loadConfig({ DATABASE_URL: ':memory:' }), ...overrides }

@@ -1,5 +1,6 @@
 import { Elysia } from 'elysia'
 import { generateSecret, constantTimeEqual } from './token.ts'
+import { basePathOf } from '../config.ts'
 import type { AppDeps } from '../deps.ts'
 import { ApiError } from '../http/errors.ts'
 import { currentRequestContext } from '../ops/request-context.ts'
@@ -10,8 +11,8 @@ import { CSRF_COOKIE } from './routes.ts'
 const LOGIN_CSRF_COOKIE = 'gatehouse_login_csrf'
 
 /** Only a path on this server may follow a sign-in: never another origin (an open redirect). */
-export function safeNext(next: unknown): string {
-  if (typeof next !== 'string' || !next.startsWith('/') || next.startsWith('//') || next.startsWith('/\\')) return '/login'
+export function safeNext(next: unknown, fallback: string): string {
+  if (typeof next !== 'string' || !next.startsWith('/') || next.startsWith('//') || next.startsWith('/\\')) return fallback
   return next
 }
 
@@ -26,30 +27,31 @@ function field(body: unknown, name: string): string {
  */
 export const loginPageModule = (deps: AppDeps) => {
   const secure = deps.config.publicUrl.startsWith('https://')
+  const loginPath = `${basePathOf(deps.config.publicUrl)}/login`
   return new Elysia({ name: 'login.page', detail: { tags: ['pages'] } })
     .get(
       '/login',
       async ({ query, cookie, redirect }) => {
-        const next = safeNext(query.next)
+        const next = safeNext(query.next, loginPath)
         const session = cookie[SESSION_COOKIE]?.value
         const principal = typeof session === 'string' && session ? await authenticateToken(deps, session) : undefined
-        if (principal) return next === '/login' ? renderSignedInPage(principal.user.username) : redirect(next, 303)
+        if (principal) return next === loginPath ? renderSignedInPage(principal.user.username) : redirect(next, 303)
         const csrf = generateSecret()
-        cookie[LOGIN_CSRF_COOKIE].set({ value: csrf, httpOnly: true, secure, sameSite: 'lax', path: '/login' })
-        return renderLoginPage({ next, csrf })
+        cookie[LOGIN_CSRF_COOKIE].set({ value: csrf, httpOnly: true, secure, sameSite: 'lax', path: loginPath })
+        return renderLoginPage({ action: loginPath, next, csrf })
       },
       { detail: { summary: 'Sign-in page' } },
     )
     .post(
       '/login',
       async ({ body, cookie, headers, redirect }) => {
-        const next = safeNext(field(body, 'next'))
+        const next = safeNext(field(body, 'next'), loginPath)
         const login = field(body, 'login')
         const expected = cookie[LOGIN_CSRF_COOKIE]?.value
         const csrf = generateSecret()
         const retry = (status: number, error: string) => {
-          cookie[LOGIN_CSRF_COOKIE].set({ value: csrf, httpOnly: true, secure, sameSite: 'lax', path: '/login' })
-          return renderLoginPage({ next, csrf, error, login, status })
+          cookie[LOGIN_CSRF_COOKIE].set({ value: csrf, httpOnly: true, secure, sameSite: 'lax', path: loginPath })
+          return renderLoginPage({ action: loginPath, next, csrf, error, login, status })
         }
         if (typeof expected !== 'string' || !constantTimeEqual(field(body, 'csrf_token'), expected))
           return retry(403, 'Your sign-in form expired. Please try again.')

@@ -63,20 +63,44 @@ function isPrivateIpv4(address: string): boolean {
   })
 }
 
-/** True for any address that is not globally routable: loopback, private, link-local, ULA, multicast, mapped forms. */
+/** The eight 16-bit groups of an IPv6 address, with `::` expanded and a trailing dotted quad folded in. */
+function ipv6Groups(address: string): number[] {
+  let text = address
+  const dotted = /(\d+\.\d+\.\d+\.\d+)$/.exec(text)
+  if (dotted) {
+    const value = ipv4ToNumber(dotted[1])
+    text = `${text.slice(0, -dotted[1].length)}${(value >>> 16).toString(16)}:${(value & 0xffff).toString(16)}`
+  }
+  const [head, tail] = text.split('::')
+  const parse = (part: string | undefined) => (part ? part.split(':').map((group) => Number.parseInt(group, 16)) : [])
+  const left = parse(head)
+  const right = parse(tail)
+  return tail === undefined ? left : [...left, ...new Array(8 - left.length - right.length).fill(0), ...right]
+}
+
+function ipv4FromGroups(high: number, low: number): string {
+  return [high >>> 8, high & 0xff, low >>> 8, low & 0xff].join('.')
+}
+
+/**
+ * True for any address that is not globally routable: loopback, private, link-local, CGNAT,
+ * unique-local, multicast, documentation, and IPv4 addresses wrapped in IPv6 (mapped, NAT64,
+ * compatible) in either notation, since URL parsing rewrites `::ffff:127.0.0.1` as `::ffff:7f00:1`.
+ */
 export function isPrivateAddress(address: string): boolean {
   const plain = address.replace(/^\[|\]$/g, '').toLowerCase()
   if (isIP(plain) === 4) return isPrivateIpv4(plain)
   if (isIP(plain) !== 6) return true
-  const mapped = /^(?:::ffff:|64:ff9b::)(\d+\.\d+\.\d+\.\d+)$/.exec(plain)
-  if (mapped) return isPrivateIpv4(mapped[1])
-  if (plain === '::' || plain === '::1') return true
-  const first = Number.parseInt(plain.split(':')[0] || '0', 16)
+  const g = ipv6Groups(plain)
+  const zeroPrefix = (n: number) => g.slice(0, n).every((group) => group === 0)
+  if (zeroPrefix(5) && g[5] === 0xffff) return isPrivateIpv4(ipv4FromGroups(g[6], g[7])) // ::ffff:0:0/96
+  if (g[0] === 0x64 && g[1] === 0xff9b && g.slice(2, 6).every((x) => x === 0)) return isPrivateIpv4(ipv4FromGroups(g[6], g[7]))
+  if (zeroPrefix(6)) return true // ::, ::1 and the deprecated IPv4-compatible ::a.b.c.d
   return (
-    (first & 0xfe00) === 0xfc00 || // fc00::/7 unique local
-    (first & 0xffc0) === 0xfe80 || // fe80::/10 link-local
-    (first & 0xff00) === 0xff00 || // ff00::/8 multicast
-    first === 0x2001 && plain.startsWith('2001:db8:') // documentation
+    (g[0] & 0xfe00) === 0xfc00 || // fc00::/7 unique local
+    (g[0] & 0xffc0) === 0xfe80 || // fe80::/10 link-local
+    (g[0] & 0xff00) === 0xff00 || // ff00::/8 multicast
+    (g[0] === 0x2001 && g[1] === 0x0db8) // 2001:db8::/32 documentation
   )
 }
 

@@ -2,6 +2,7 @@ import { Elysia } from 'elysia'
 import { authenticateToken, csrfTokenFor, presentedCredential, SESSION_COOKIE } from '../auth/auth.service.ts'
 import type { Principal } from '../auth/index.ts'
 import { constantTimeEqual } from '../auth/token.ts'
+import { basePathOf } from '../config.ts'
 import type { AppDeps } from '../deps.ts'
 import { renderConsentPage } from '../pages/consent.ts'
 import { renderErrorPage } from '../pages/html.ts'
@@ -23,8 +24,11 @@ function redirectTo(location: string, status = 302): Response {
   return new Response(null, { status, headers: { location, 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' } })
 }
 
-/** Turns a refusal into what the browser should get: a page before the redirect URI is trusted, a redirect after. */
-function refusal(deps: AppDeps, error: unknown): Response {
+/**
+ * Turns a refusal into what the browser should get: a page before the redirect URI is trusted, a
+ * redirect after (303 after a POST, so the browser follows with a GET).
+ */
+function refusal(deps: AppDeps, error: unknown, redirectStatus = 302): Response {
   if (error instanceof AuthorizePageError) return renderErrorPage(error.status, 'This sign-in request cannot be completed', error.message)
   if (error instanceof AuthorizeRedirectError)
     return redirectTo(
@@ -33,6 +37,7 @@ function refusal(deps: AppDeps, error: unknown): Response {
         error_description: error.description,
         state: error.state,
       }),
+      redirectStatus,
     )
   if (error instanceof OAuthError) return renderErrorPage(400, 'This sign-in request cannot be completed', error.description)
   throw error
@@ -56,8 +61,9 @@ async function signedInUser(
  * with the session cookie must carry the page's CSRF token; one authenticated by a bearer token
  * needs none, as no browser attaches that on its own.
  */
-export const authorizeRoutes = (deps: AppDeps, authorizeDeps: AuthorizeDeps) =>
-  new Elysia({ name: 'oauth.authorize', detail: { tags: ['oauth'] } })
+export const authorizeRoutes = (deps: AppDeps, authorizeDeps: AuthorizeDeps) => {
+  const base = basePathOf(deps.config.publicUrl)
+  return new Elysia({ name: 'oauth.authorize', detail: { tags: ['oauth'] } })
     .get(
       '/oauth2/authorize',
       async ({ query, headers, cookie, request }) => {
@@ -67,13 +73,14 @@ export const authorizeRoutes = (deps: AppDeps, authorizeDeps: AuthorizeDeps) =>
           const signedIn = await signedInUser(deps, headers.authorization, cookie[SESSION_COOKIE]?.value)
           if (!signedIn) {
             const url = new URL(request.url)
-            return redirectTo(`/login?next=${encodeURIComponent(url.pathname + url.search)}`)
+            return redirectTo(`${base}/login?next=${encodeURIComponent(base + url.pathname + url.search)}`)
           }
           const user = signedIn.principal.user
           const scopes = scopesFor(authorization, user)
           if (await hasConsent(deps.db, authorization, user, scopes))
             return redirectTo(await approve(authorizeDeps, authorization, user, scopes))
           return renderConsentPage({
+            action: `${base}/oauth2/authorize`,
             clientName: authorization.client.name,
             clientId: authorization.client.id,
             redirectUri: authorization.redirectUri,
@@ -115,8 +122,9 @@ export const authorizeRoutes = (deps: AppDeps, authorizeDeps: AuthorizeDeps) =>
           const scopes = scopesFor(authorization, signedIn.principal.user)
           return redirectTo(await approve(authorizeDeps, authorization, signedIn.principal.user, scopes), 303)
         } catch (error) {
-          return refusal(deps, error)
+          return refusal(deps, error, 303)
         }
       },
       { detail: { summary: 'Approve or deny an authorization request', security: [] } },
     )
+}

@@ -81,6 +81,10 @@ export async function claimRefreshToken(db: Db, tokenHash: string, now: number):
   return result.numUpdatedRows > 0n
 }
 
+export async function deleteAccessTokensOfGrant(db: Db, grantId: string): Promise<void> {
+  await db.deleteFrom('oauth_access_tokens').where('grant_id', '=', grantId).execute()
+}
+
 /** Drops a grant's refresh tokens that nobody has used yet, so only the newest lineage lives. */
 export async function deleteUnusedRefreshTokens(db: Db, grantId: string): Promise<void> {
   await db.deleteFrom('oauth_refresh_tokens').where('grant_id', '=', grantId).where('used_at', 'is', null).execute()

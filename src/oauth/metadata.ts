@@ -1,10 +1,10 @@
-import type { Config } from '../config.ts'
+import { basePathOf, type Config } from '../config.ts'
 import { SUPPORTED_AUTH_METHODS } from './client-metadata.ts'
 import { ALL_SCOPES } from './scope.ts'
 
 /** The path-aware well-known paths (RFC 8414 §3.1) this issuer is discoverable at. */
 export function metadataPaths(publicUrl: string): string[] {
-  const issuerPath = new URL(publicUrl).pathname.replace(/\/+$/, '')
+  const issuerPath = basePathOf(publicUrl)
   const root = '/.well-known/oauth-authorization-server'
   return issuerPath ? [root, `${root}${issuerPath}`] : [root]
 }

@@ -8,6 +8,7 @@ import { OAuthError } from './errors.ts'
 import {
   claimAuthorizationCode,
   claimRefreshToken,
+  deleteAccessTokensOfGrant,
   deleteUnusedRefreshTokens,
   findAuthorizationCode,
   findGrant,
@@ -20,7 +21,8 @@ import {
 import { isValidCodeVerifier, verifyS256Challenge } from './pkce.ts'
 import { redirectUriMatches } from './redirect-uri.ts'
 import { resolveResource } from './resource.ts'
-import { formatScope, parseScope } from './scope.ts'
+import { findUserById } from '../users/user.repository.ts'
+import { formatScope, narrowScopes, parseScope } from './scope.ts'
 
 export interface TokenDeps {
   db: Kysely<Database>
@@ -116,6 +118,8 @@ export async function exchangeAuthorizationCode(deps: TokenDeps, client: OAuthCl
     throw new OAuthError('invalid_target', 'resource does not match the one authorized')
   if (!verifyS256Challenge(form.code_verifier, code.code_challenge))
     throw new OAuthError('invalid_grant', 'code_verifier does not match the code_challenge')
+  const user = await findUserById(db, code.user_id)
+  if (!user || user.status !== 'active') throw new OAuthError('invalid_grant', 'the user who authorized this code is suspended')
 
   const grant: OAuthGrantRow = {
     id: crypto.randomUUID(),
@@ -158,10 +162,16 @@ export async function refreshTokens(deps: TokenDeps, client: OAuthClientRow, for
     throw new OAuthError('invalid_grant', 'the refresh token is invalid or revoked')
   if (token.expires_at <= now) throw new OAuthError('invalid_grant', 'the refresh token has expired')
 
+  const user = await findUserById(db, grant.user_id)
+  if (!user || user.status !== 'active') throw new OAuthError('invalid_grant', 'the user of this grant is suspended')
+
   const granted = parseScope(grant.scope)
   const requested = form.scope !== undefined ? parseScope(form.scope) : granted
   const extra = requested.filter((scope) => !granted.includes(scope))
   if (extra.length > 0) throw new OAuthError('invalid_scope', `scope exceeds the original grant: ${extra.join(' ')}`)
+  // A scope never outlives the role that allowed it: a demoted admin's refresh loses mcp:admin.
+  const scopes = narrowScopes(requested.length > 0 ? requested : granted, { role: user.role, clientScopes: parseScope(client.scope) })
+  if (scopes.length === 0) throw new OAuthError('invalid_scope', 'none of the granted scopes is allowed any more')
   if (form.resource !== undefined && resolveResource(config.publicUrl, form.resource) !== grant.resource)
     throw new OAuthError('invalid_target', 'resource does not match the one authorized')
 
@@ -174,9 +184,11 @@ export async function refreshTokens(deps: TokenDeps, client: OAuthClientRow, for
         await revokeGrant(trx, grant.id, now)
         return 'reused' as const
       }
+      // A retry within the grace window: the pair issued for the first use is dropped, access token too.
+      await deleteAccessTokensOfGrant(trx, grant.id)
     }
     await deleteUnusedRefreshTokens(trx, grant.id)
-    return issueTokens(trx, config, locked, client, requested.length > 0 ? requested : granted, now)
+    return issueTokens(trx, config, locked, client, scopes, now)
   }).then((result) => {
     if (result === 'reused')
       throw new OAuthError('invalid_grant', 'the refresh token was already used; the grant is revoked')

@@ -1,6 +1,8 @@
 import { escapeHtml, hiddenFields, renderPage } from './html.ts'
 
 export interface ConsentView {
+  /** Where the decision is posted (the authorization endpoint's path). */
+  action: string
   clientName: string
   clientId: string
   redirectUri: string
@@ -46,7 +48,7 @@ ${scopes}
 <p>After you decide, you return to <strong id="redirect-host">${escapeHtml(redirect.host)}</strong>.</p>
 ${warning}
 <p class="muted">Client ID: <code>${escapeHtml(view.clientId)}</code></p>
-<form method="post" action="/oauth2/authorize">
+<form method="post" action="${escapeHtml(view.action)}">
 ${hiddenFields({ ...view.fields, csrf_token: view.csrf })}
 <div class="actions">
 <button class="primary" type="submit" name="decision" value="approve">Allow</button>

@@ -1,13 +1,20 @@
 import { escapeHtml, hiddenFields, renderPage } from './html.ts'
 
-export function renderLoginPage(input: { next: string; csrf: string; error?: string; login?: string; status?: number }): Response {
+export function renderLoginPage(input: {
+  action: string
+  next: string
+  csrf: string
+  error?: string
+  login?: string
+  status?: number
+}): Response {
   const error = input.error ? `<p class="error" role="alert">${escapeHtml(input.error)}</p>` : ''
   return renderPage({
     status: input.status ?? 200,
     title: 'Sign in',
     body: `<h1>Sign in to Gatehouse</h1>
 ${error}
-<form method="post" action="/login">
+<form method="post" action="${escapeHtml(input.action)}">
 ${hiddenFields({ next: input.next, csrf_token: input.csrf })}
 <label for="login">Email or username</label>
 <input type="text" id="login" name="login" autocomplete="username" required autofocus value="${escapeHtml(input.login ?? '')}">
