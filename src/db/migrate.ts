@@ -77,7 +77,11 @@ async function createMigrator(db: Kysely<any>, dialect: Dialect, root?: string):
  * `pg_advisory_lock` for the whole run, so processes starting together migrate exactly once.
  */
 export async function migrateToLatest(db: Kysely<any>, dialect: Dialect, root?: string): Promise<string[]> {
-  const { error, results }: MigrationResultSet = await (await createMigrator(db, dialect, root)).migrateToLatest()
+  let { error, results }: MigrationResultSet = await (await createMigrator(db, dialect, root)).migrateToLatest()
+  // Kysely lists the tables of every schema to find its own; a schema dropped meanwhile by someone
+  // else sharing the database fails that listing (SQLSTATE 3F000). Nothing was applied: try again.
+  for (let retry = 0; retry < 3 && (error as { code?: string } | undefined)?.code === '3F000'; retry++)
+    ({ error, results } = await (await createMigrator(db, dialect, root)).migrateToLatest())
   if (error) {
     const failed = results?.find((result) => result.status === 'Error')?.migrationName
     throw new Error(`migration ${failed ?? '(setup)'} failed: ${error instanceof Error ? error.message : String(error)}`, {

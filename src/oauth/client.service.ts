@@ -135,6 +135,7 @@ export async function authenticateClient(
   if (!secret) throw invalidClient('this client must authenticate with its client secret', false)
   const found = await findClientSecret(db, client.id, hashToken(secret))
   if (!found) throw invalidClient('client authentication failed', Boolean(basic))
-  touchClientSecret(db, found.id, nowSeconds()).catch(() => {})
+  const now = nowSeconds()
+  if ((found.last_used_at ?? 0) < now - 60) touchClientSecret(db, found.id, now).catch(() => {})
   return client
 }

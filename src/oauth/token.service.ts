@@ -39,6 +39,9 @@ export interface TokenResponse {
 
 type Form = Record<string, string | undefined>
 
+/** How stale a client's `last_used_at` may get before an exchange writes it again. */
+const TOUCH_INTERVAL_SECONDS = 60
+
 function clientGetsRefreshTokens(client: OAuthClientRow, scopes: string[]): boolean {
   return (JSON.parse(client.grant_types) as string[]).includes('refresh_token') || scopes.includes('offline_access')
 }
@@ -130,19 +133,23 @@ export async function exchangeAuthorizationCode(deps: TokenDeps, client: OAuthCl
     created_at: now,
     revoked_at: null,
   }
-  const response = await db.transaction().execute(async (trx) => {
-    await insertGrant(trx, grant)
-    if (!(await claimAuthorizationCode(trx, codeHash, grant.id, now))) return undefined
-    return issueTokens(trx, config, grant, client, parseScope(code.scope), now)
-  })
-  if (!response) {
+  const lostRace = new Error('code claimed by another redemption')
+  try {
+    const response = await db.transaction().execute(async (trx) => {
+      await insertGrant(trx, grant)
+      // Throwing rolls the new grant back, so a lost race leaves nothing behind.
+      if (!(await claimAuthorizationCode(trx, codeHash, grant.id, now))) throw lostRace
+      return issueTokens(trx, config, grant, client, parseScope(code.scope), now)
+    })
+    if ((client.last_used_at ?? 0) < now - TOUCH_INTERVAL_SECONDS) touchClient(db, client.id, now).catch(() => {})
+    return response
+  } catch (error) {
+    if (error !== lostRace) throw error
     // Lost a race with another redemption of the same code: that one is a replay too.
     const used = await findAuthorizationCode(db, codeHash)
     if (used?.grant_id) await db.transaction().execute((trx) => revokeGrant(trx, used.grant_id!, now))
     throw new OAuthError('invalid_grant', 'the authorization code was already used; the tokens it issued are revoked')
   }
-  touchClient(db, client.id, now).catch(() => {})
-  return response
 }
 
 /**
