@@ -5,6 +5,7 @@ import type { AppDeps } from './deps.ts'
 import { bodyTooLarge, declaresTooLargeBody } from './http/body-limit.ts'
 import { ApiError, jsonError } from './http/errors.ts'
 import { loginPageModule } from './auth/login-page.ts'
+import { mcpModule } from './mcp/index.ts'
 import { appsModule } from './oauth/apps.routes.ts'
 import { oauthModule } from './oauth/index.ts'
 import { OAuthError } from './oauth/errors.ts'
@@ -83,6 +84,7 @@ export function createApp(deps: AppDeps) {
       }),
     )
     .use(opsModule(deps))
+    .use(mcpModule(deps))
     .use(oauthModule(deps))
     .use(loginPageModule(deps))
     .use(authModule(deps))

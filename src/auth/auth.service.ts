@@ -12,6 +12,7 @@ import { updateUser } from '../users/user.repository.ts'
 import { findUserByLogin } from '../users/user.repository.ts'
 import { clearLoginFailures, releaseLoginAttempt, reserveLoginAttempt } from './login-throttle.repository.ts'
 import { deleteSession, findSessionUser, insertSession, touchSession } from './session.repository.ts'
+import { principalCache } from './principal-cache.ts'
 import { generateToken, hashToken, tokenKindOf } from './token.ts'
 
 export const SESSION_COOKIE = 'gatehouse_session'
@@ -25,6 +26,8 @@ export interface Principal {
   via: 'session' | 'api_token' | 'oauth'
   /** The session's token hash, the API token's ID or the OAuth access token's hash. */
   credentialId: string
+  /** When the credential expires (unix seconds), or null when it does not. */
+  expiresAt: number | null
   /** For OAuth access tokens only: what the token may do, where, and for which client. */
   oauth?: { scopes: string[]; audience: string; clientId: string }
 }
@@ -47,7 +50,7 @@ export async function authenticateToken(deps: AuthDeps, token: string): Promise<
     const found = await findSessionUser(deps.db, tokenHash, now)
     if (!found) return undefined
     if (found.lastUsedAt < now - TOUCH_INTERVAL_SECONDS) recordActivity(deps, found.user.id, () => touchSession(deps.db, tokenHash, now))
-    return { user: found.user, via: 'session', credentialId: tokenHash }
+    return { user: found.user, via: 'session', credentialId: tokenHash, expiresAt: found.expiresAt }
   }
   if (kind === 'oauthAccess') {
     const found = await findLiveAccessToken(deps.db, tokenHash, now)
@@ -56,6 +59,7 @@ export async function authenticateToken(deps: AuthDeps, token: string): Promise<
       user: found.user,
       via: 'oauth',
       credentialId: tokenHash,
+      expiresAt: found.token.expires_at,
       oauth: { scopes: parseScope(found.token.scope), audience: found.token.audience, clientId: found.token.client_id },
     }
   }
@@ -64,9 +68,23 @@ export async function authenticateToken(deps: AuthDeps, token: string): Promise<
     if (!found) return undefined
     if ((found.lastUsedAt ?? 0) < now - TOUCH_INTERVAL_SECONDS)
       recordActivity(deps, found.user.id, () => touchApiToken(deps.db, found.tokenId, now))
-    return { user: found.user, via: 'api_token', credentialId: found.tokenId }
+    return { user: found.user, via: 'api_token', credentialId: found.tokenId, expiresAt: found.expiresAt }
   }
   return undefined
+}
+
+/**
+ * `authenticateToken` through the process-wide principal cache: a hash and a map lookup when
+ * warm. Revocations in this process clear the cache at once; other processes' within its TTL.
+ */
+export async function authenticateTokenCached(deps: AuthDeps, token: string): Promise<Principal | undefined> {
+  const tokenHash = hashToken(token)
+  const cached = principalCache.get(tokenHash)
+  if (cached) return cached
+  const principal = await authenticateToken(deps, token)
+  if (principal)
+    principalCache.set(tokenHash, principal, principal.expiresAt === null ? Number.POSITIVE_INFINITY : principal.expiresAt * 1000)
+  return principal
 }
 
 /** Last-use bookkeeping happens off the request path; a failure is logged, never surfaced. */

@@ -1,5 +1,6 @@
 import type { Kysely, Transaction } from 'kysely'
 import type { Database, SessionRow, UserRow } from '../db/schema.ts'
+import { principalCache } from './principal-cache.ts'
 
 export async function insertSession(db: Kysely<Database>, row: SessionRow): Promise<void> {
   await db.insertInto('sessions').values(row).execute()
@@ -31,6 +32,7 @@ export async function touchSession(db: Kysely<Database>, tokenHash: string, now:
 
 export async function deleteSession(db: Kysely<Database>, tokenHash: string): Promise<void> {
   await db.deleteFrom('sessions').where('token_hash', '=', tokenHash).execute()
+  principalCache.invalidate()
 }
 
 export async function deleteExpiredSessions(db: Kysely<Database>, now: number): Promise<void> {
@@ -39,4 +41,5 @@ export async function deleteExpiredSessions(db: Kysely<Database>, now: number): 
 
 export async function deleteSessionsOfUser(db: Kysely<Database> | Transaction<Database>, userId: string): Promise<void> {
   await db.deleteFrom('sessions').where('user_id', '=', userId).execute()
+  principalCache.invalidate()
 }

@@ -1,4 +1,5 @@
 import type { Kysely, Transaction } from 'kysely'
+import { principalCache } from '../auth/principal-cache.ts'
 import type {
   Database,
   OAuthAccessTokenRow,
@@ -55,6 +56,7 @@ export async function revokeGrant(db: Db, id: string, now: number): Promise<void
   await db.updateTable('oauth_grants').set({ revoked_at: now }).where('id', '=', id).where('revoked_at', 'is', null).execute()
   await db.deleteFrom('oauth_access_tokens').where('grant_id', '=', id).execute()
   await db.deleteFrom('oauth_refresh_tokens').where('grant_id', '=', id).execute()
+  principalCache.invalidate()
 }
 
 export async function insertAccessToken(db: Db, row: OAuthAccessTokenRow): Promise<void> {
@@ -83,6 +85,7 @@ export async function claimRefreshToken(db: Db, tokenHash: string, now: number):
 
 export async function deleteAccessTokensOfGrant(db: Db, grantId: string): Promise<void> {
   await db.deleteFrom('oauth_access_tokens').where('grant_id', '=', grantId).execute()
+  principalCache.invalidate()
 }
 
 /** Drops a grant's refresh tokens that nobody has used yet, so only the newest lineage lives. */
@@ -135,6 +138,7 @@ export async function findAccessToken(db: Db, tokenHash: string): Promise<OAuthA
 
 export async function deleteAccessToken(db: Db, tokenHash: string): Promise<void> {
   await db.deleteFrom('oauth_access_tokens').where('token_hash', '=', tokenHash).execute()
+  principalCache.invalidate()
 }
 
 export interface GrantSummaryRow {

@@ -86,6 +86,18 @@ export async function deleteMembership(db: Db, organizationId: string, userId: s
   return result.numDeletedRows > 0n
 }
 
+/** The user's organizations with their role in each. */
+export async function listMembershipsOfUser(db: Db, userId: string): Promise<(OrganizationRow & { member_role: 'admin' | 'member' })[]> {
+  return db
+    .selectFrom('organizations')
+    .innerJoin('organization_members', 'organization_members.organization_id', 'organizations.id')
+    .selectAll('organizations')
+    .select('organization_members.role as member_role')
+    .where('organization_members.user_id', '=', userId)
+    .orderBy('organizations.name')
+    .execute()
+}
+
 export async function listOrganizationIdsOfUser(db: Db, userId: string): Promise<string[]> {
   const rows = await db.selectFrom('organization_members').select('organization_id').where('user_id', '=', userId).execute()
   return rows.map((row) => row.organization_id)

@@ -1,4 +1,5 @@
 import type { Kysely, Transaction } from 'kysely'
+import { principalCache } from '../auth/principal-cache.ts'
 import type { Database, NewUser, UserRow, UserUpdate } from '../db/schema.ts'
 
 type Db = Kysely<Database> | Transaction<Database>
@@ -38,7 +39,10 @@ export async function listUsers(db: Db, options: { limit: number; afterUsername?
 }
 
 export async function updateUser(db: Db, id: string, update: UserUpdate): Promise<UserRow | undefined> {
-  return db.updateTable('users').set(update).where('id', '=', id).returningAll().executeTakeFirst()
+  const row = await db.updateTable('users').set(update).where('id', '=', id).returningAll().executeTakeFirst()
+  // A suspension or a role change must reach cached credentials at once.
+  if (update.status !== undefined || update.role !== undefined) principalCache.invalidate()
+  return row
 }
 
 export async function countUsers(db: Db): Promise<number> {

@@ -1,0 +1,50 @@
+import type { Principal } from './auth.service.ts'
+
+interface Entry {
+  principal: Principal
+  expiresAt: number
+  generation: number
+}
+
+/**
+ * A short-lived, process-wide cache of resolved tokens for hot paths (the MCP endpoint). Any
+ * revocation in this process (a token, session, grant or client deleted, a user suspended or
+ * demoted) calls `invalidate()`, which drops every entry at once; other processes see the change
+ * when their entries expire, within `ttlMs`. Keys are token hashes, never tokens.
+ */
+export class PrincipalCache {
+  private readonly entries = new Map<string, Entry>()
+  private generation = 0
+
+  constructor(
+    private readonly ttlMs = 5000,
+    private readonly maxEntries = 10000,
+  ) {}
+
+  get(tokenHash: string, now = Date.now()): Principal | undefined {
+    const entry = this.entries.get(tokenHash)
+    if (!entry) return undefined
+    if (entry.generation !== this.generation || entry.expiresAt <= now) {
+      this.entries.delete(tokenHash)
+      return undefined
+    }
+    return entry.principal
+  }
+
+  /** Caches a principal until the TTL or the credential's own expiry, whichever comes first. */
+  set(tokenHash: string, principal: Principal, credentialExpiresAtMs: number, now = Date.now()): void {
+    if (this.entries.size >= this.maxEntries) this.entries.clear()
+    this.entries.set(tokenHash, {
+      principal,
+      expiresAt: Math.min(now + this.ttlMs, credentialExpiresAtMs),
+      generation: this.generation,
+    })
+  }
+
+  invalidate(): void {
+    this.generation++
+    this.entries.clear()
+  }
+}
+
+export const principalCache = new PrincipalCache()

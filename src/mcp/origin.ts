@@ -1,0 +1,22 @@
+import type { Config } from '../config.ts'
+
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]'])
+
+/**
+ * DNS-rebinding protection for `/mcp` (MCP transport spec, "Security Warning"): a browser page on a
+ * foreign origin must not drive the endpoint. A request that carries an Origin must come from the
+ * public URL's origin; requests without one (native clients, agents) pass. When the public URL is
+ * a loopback one, the Host header must name a loopback host too, which defeats a rebound DNS name.
+ * Returns the reason to refuse, or undefined.
+ */
+export function checkOriginAndHost(request: Request, config: Config): string | undefined {
+  const publicUrl = new URL(config.publicUrl)
+  const origin = request.headers.get('origin')
+  if (origin && origin !== publicUrl.origin) return `requests from origin ${origin} are not allowed`
+  if (LOOPBACK_HOSTS.has(publicUrl.hostname)) {
+    const host = request.headers.get('host')
+    const hostname = host ? new URL(`http://${host}`).hostname : publicUrl.hostname
+    if (!LOOPBACK_HOSTS.has(hostname)) return `host ${host} is not allowed`
+  }
+  return undefined
+}

@@ -1,0 +1,44 @@
+import type { Config } from '../config.ts'
+import { resourcesOf } from '../oauth/resource.ts'
+
+/** The scopes every MCP client needs; asked for in the 401 challenge. */
+export const BASELINE_SCOPES = ['mcp']
+
+/** RFC 9728 §3: where the metadata of the MCP endpoint lives (path-aware and at the root). */
+export function protectedResourceMetadataUrl(config: Config): string {
+  const { origin, pathname } = new URL(resourcesOf(config.publicUrl).mcp)
+  return `${origin}/.well-known/oauth-protected-resource${pathname}`
+}
+
+/** RFC 9728 protected resource metadata for `/mcp`. */
+export function protectedResourceMetadata(config: Config) {
+  return {
+    resource: resourcesOf(config.publicUrl).mcp,
+    authorization_servers: [config.publicUrl],
+    scopes_supported: ['mcp', 'mcp:admin', 'offline_access'],
+    bearer_methods_supported: ['header'],
+    resource_name: 'Gatehouse MCP',
+  }
+}
+
+function quote(value: string): string {
+  return `"${value.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`
+}
+
+/**
+ * RFC 6750 §3 challenge with RFC 9728's `resource_metadata` and the MCP spec's `scope`, which
+ * tells a client where to start the OAuth flow and what to ask for (or step up to).
+ */
+export function bearerChallenge(
+  config: Config,
+  options: { error?: 'invalid_token' | 'insufficient_scope'; description?: string; scopes?: string[] } = {},
+): string {
+  const parts = [
+    'Bearer realm="gatehouse"',
+    `resource_metadata=${quote(protectedResourceMetadataUrl(config))}`,
+    `scope=${quote((options.scopes ?? BASELINE_SCOPES).join(' '))}`,
+  ]
+  if (options.error) parts.push(`error=${quote(options.error)}`)
+  if (options.description) parts.push(`error_description=${quote(options.description)}`)
+  return parts.join(', ')
+}

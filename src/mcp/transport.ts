@@ -1,0 +1,93 @@
+/**
+ * The one file that knows the MCP SDK's serving API (`@modelcontextprotocol/server` v2). Everything
+ * else builds tools from plain JSON Schema and calls `createMcpEndpoint`.
+ */
+import {
+  createMcpHandler,
+  fromJsonSchema,
+  McpServer,
+  preloadSchemas,
+  type AuthInfo,
+  type CallToolResult,
+  type StandardSchemaWithJSON,
+  type ToolAnnotations,
+} from '@modelcontextprotocol/server'
+import { AjvJsonSchemaValidator } from '@modelcontextprotocol/server/validators/ajv'
+
+export type { CallToolResult, ToolAnnotations }
+
+/**
+ * One JSON Schema validator for the process. Compiling a schema costs hundreds of microseconds and
+ * the validator caches compiled schemas by object identity, so schemas are compiled once, at
+ * module load, and shared by the per-request server instances.
+ */
+const validator = new AjvJsonSchemaValidator()
+
+export type JsonSchema = Record<string, unknown>
+
+/** A tool's JSON Schema compiled once for the process. */
+export function compileSchema(schema: JsonSchema): StandardSchemaWithJSON {
+  return fromJsonSchema(schema as Parameters<typeof fromJsonSchema>[0], validator) as StandardSchemaWithJSON
+}
+
+export interface ToolDefinition<Context> {
+  name: string
+  title: string
+  description: string
+  input: StandardSchemaWithJSON
+  output: StandardSchemaWithJSON
+  annotations: ToolAnnotations
+  run: (context: Context, args: Record<string, unknown>) => Promise<CallToolResult>
+}
+
+export interface McpEndpointOptions<Context> {
+  name: string
+  version: string
+  maxBodyBytes: number
+  /** The tools a caller may see: resolved per request from the context. */
+  toolsFor: (context: Context) => readonly ToolDefinition<Context>[]
+  onError?: (error: Error) => void
+}
+
+/**
+ * A Streamable HTTP endpoint serving the 2026-07-28 revision and, statelessly, the 2025 revisions
+ * (2025-03-26, 2025-06-18, 2025-11-25). Stateless means no session lives in this process, so any
+ * replica answers any request. The caller's context rides in `authInfo.extra`.
+ */
+export function createMcpEndpoint<Context>(options: McpEndpointOptions<Context>) {
+  const handler = createMcpHandler(
+    ({ authInfo }) => {
+      const context = authInfo?.extra?.context as Context
+      const server = new McpServer(
+        { name: options.name, version: options.version },
+        { jsonSchemaValidator: validator, capabilities: { tools: {} } },
+      )
+      for (const tool of options.toolsFor(context))
+        server.registerTool(
+          tool.name,
+          {
+            title: tool.title,
+            description: tool.description,
+            inputSchema: tool.input,
+            outputSchema: tool.output,
+            annotations: tool.annotations,
+          },
+          (args: unknown) => tool.run(context, args as Record<string, unknown>),
+        )
+      return server
+    },
+    { legacy: 'stateless', maxRequestBodySize: options.maxBodyBytes, onerror: options.onError },
+  )
+  return {
+    handle(request: Request, auth: { token: string; clientId: string; scopes: string[]; expiresAt?: number }, context: Context, parsedBody?: unknown) {
+      const authInfo: AuthInfo = { ...auth, extra: { context } }
+      return handler.fetch(request, parsedBody === undefined ? { authInfo } : { authInfo, parsedBody })
+    },
+    close: () => handler.close(),
+  }
+}
+
+/** Warms the SDK's own schemas so the first request after start-up is not the slow one. */
+export function warmUpMcp(): void {
+  preloadSchemas()
+}
