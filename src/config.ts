@@ -30,6 +30,7 @@ export interface Config {
   registrationRateLimit: number
   outboundAllowPrivate: boolean
   outboundCaFile: string | undefined
+  mcpFastPath: boolean
 }
 
 /** One documented variable: its name, default and how it is read. Drives both parsing and the README table. */
@@ -262,6 +263,13 @@ export const VARIABLES: Variable<keyof Config>[] = [
     default: undefined,
     description: 'PEM file of extra certificate authorities trusted for those fetches (an internal CA)',
     parse: (raw) => resolve(raw),
+  },
+  {
+    name: 'GATEHOUSE_MCP_FAST_PATH',
+    field: 'mcpFastPath',
+    default: 'true',
+    description: 'Answer plain `tools/call` requests without building a per-request SDK server (same bytes, a fraction of the cost)',
+    parse: parseBoolean,
   },
 ]
 

@@ -7,9 +7,11 @@ import { ALL_SCOPES, narrowScopes } from '../oauth/scope.ts'
 import { checkOriginAndHost } from './origin.ts'
 import { bearerChallenge, protectedResourceMetadata } from './protected-resource.ts'
 import { findTool, toolsForRole, type McpContext } from './tools.ts'
+import { answerToolCall, recogniseToolCall } from './fast-path.ts'
 import { createMcpEndpoint, warmUpMcp } from './transport.ts'
 
 const VERSION = '0.1.0'
+const SERVER_INFO = { name: 'gatehouse', version: VERSION }
 
 /** A JSON-RPC error outside any request (id null), as the transport answers refusals. */
 function rpcError(status: number, code: number, message: string, headers: Record<string, string> = {}): Response {
@@ -34,8 +36,7 @@ export const mcpModule = (deps: AppDeps) => {
   const { config } = deps
   const audience = resourcesOf(config.publicUrl).mcp
   const endpoint = createMcpEndpoint<McpContext>({
-    name: 'gatehouse',
-    version: VERSION,
+    ...SERVER_INFO,
     maxBodyBytes: config.maxBodyBytes,
     toolsFor: (context) => toolsForRole(context.principal.user.role),
     onError: (error) => deps.logger.debug('mcp request refused', { error: error.message }),
@@ -85,7 +86,10 @@ export const mcpModule = (deps: AppDeps) => {
       return rpcError(403, -32001, `Insufficient scope: this call needs ${missing.join(' ')}`, {
         'www-authenticate': bearerChallenge(config, { error: 'insufficient_scope', scopes: missing }),
       })
-    return endpoint.handle(request, auth, context, body)
+    const call = config.mcpFastPath ? recogniseToolCall(request.headers, body) : undefined
+    const tool = call ? visibleTool(call.name, context) : undefined
+    const answered = call && tool ? await answerToolCall(call, tool, context, SERVER_INFO) : undefined
+    return answered ?? endpoint.handle(request, auth, context, body)
   }
 
   return new Elysia({ name: 'mcp', detail: { tags: ['mcp'] } })
@@ -105,6 +109,12 @@ export const mcpModule = (deps: AppDeps) => {
     .delete('/mcp', ({ request }) => handle(request), { detail: { summary: 'MCP endpoint: no sessions to end (405)' } })
 }
 
+/** A tool by name, if the caller's role may see it. */
+function visibleTool(name: string, context: McpContext) {
+  const tool = findTool(name)
+  return tool && (!tool.roles || tool.roles.includes(context.principal.user.role as 'owner' | 'admin')) ? tool : undefined
+}
+
 /**
  * For a `tools/call` of a tool the caller's role may use, every scope it needs when the token lacks
  * one; otherwise undefined (unknown tools and other methods are left to the protocol's own errors).
@@ -112,7 +122,7 @@ export const mcpModule = (deps: AppDeps) => {
 function missingScopes(body: unknown, context: McpContext): string[] | undefined {
   const message = body as { method?: unknown; params?: { name?: unknown } } | null
   if (!message || typeof message !== 'object' || Array.isArray(message) || message.method !== 'tools/call') return undefined
-  const tool = typeof message.params?.name === 'string' ? findTool(message.params.name) : undefined
-  if (!tool || (tool.roles && !tool.roles.includes(context.principal.user.role as 'owner' | 'admin'))) return undefined
+  const tool = typeof message.params?.name === 'string' ? visibleTool(message.params.name, context) : undefined
+  if (!tool) return undefined
   return tool.scopes.every((scope) => context.scopes.includes(scope)) ? undefined : tool.scopes
 }

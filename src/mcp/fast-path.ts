@@ -1,0 +1,79 @@
+import type { McpContext, GatehouseTool } from './tools.ts'
+import type { CallToolResult } from './transport.ts'
+
+/**
+ * The hot path of an MCP gateway is `tools/call`. For a well-formed, stateless call of a known
+ * tool with valid arguments, answering it here costs a few microseconds; building a per-request
+ * SDK server to do the same costs tens. Everything else (initialize, discovery, tools/list,
+ * notifications, batches, malformed or mismatched envelopes, invalid arguments) goes to the SDK,
+ * which owns the protocol's error answers. The responses are byte-for-byte what the SDK sends
+ * (the tests compare the two).
+ */
+export const LEGACY_VERSIONS = new Set(['2025-03-26', '2025-06-18', '2025-11-25'])
+export const MODERN_VERSION = '2026-07-28'
+const PROTOCOL_VERSION_KEY = 'io.modelcontextprotocol/protocolVersion'
+const CLIENT_CAPABILITIES_KEY = 'io.modelcontextprotocol/clientCapabilities'
+
+export interface ToolCall {
+  era: 'legacy' | 'modern'
+  id: string | number
+  name: string
+  args: Record<string, unknown>
+}
+
+type Message = { jsonrpc?: unknown; id?: unknown; method?: unknown; params?: { name?: unknown; arguments?: unknown; _meta?: Record<string, unknown> } }
+
+/** Recognises a single stateless `tools/call` this path can answer; anything else is undefined. */
+export function recogniseToolCall(headers: Headers, body: unknown): ToolCall | undefined {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) return undefined
+  const message = body as Message
+  if (message.jsonrpc !== '2.0' || message.method !== 'tools/call') return undefined
+  if (typeof message.id !== 'string' && typeof message.id !== 'number') return undefined
+  const params = message.params
+  if (!params || typeof params !== 'object' || typeof params.name !== 'string') return undefined
+  const args = params.arguments ?? {}
+  if (typeof args !== 'object' || args === null || Array.isArray(args)) return undefined
+  if (!/^application\/json\b/i.test(headers.get('content-type') ?? '')) return undefined
+
+  const version = headers.get('mcp-protocol-version')
+  const meta = params._meta
+  if (meta !== undefined && (typeof meta !== 'object' || meta === null)) return undefined
+  if (meta?.[PROTOCOL_VERSION_KEY] !== undefined) {
+    // 2026-07-28: the per-request envelope, agreeing with the routing headers.
+    if (meta[PROTOCOL_VERSION_KEY] !== MODERN_VERSION || version !== MODERN_VERSION) return undefined
+    if (typeof meta[CLIENT_CAPABILITIES_KEY] !== 'object' || meta[CLIENT_CAPABILITIES_KEY] === null) return undefined
+    if (headers.get('mcp-method') !== 'tools/call' || headers.get('mcp-name') !== params.name) return undefined
+    return { era: 'modern', id: message.id, name: params.name, args: args as Record<string, unknown> }
+  }
+  if (version !== null && !LEGACY_VERSIONS.has(version)) return undefined
+  return { era: 'legacy', id: message.id, name: params.name, args: args as Record<string, unknown> }
+}
+
+/** Runs the tool and answers as the SDK would, or returns undefined to let the SDK answer (invalid arguments). */
+export async function answerToolCall(
+  call: ToolCall,
+  tool: GatehouseTool,
+  context: McpContext,
+  serverInfo: { name: string; version: string },
+): Promise<Response | undefined> {
+  const checked = await tool.input['~standard'].validate(call.args)
+  if ('issues' in checked && checked.issues) return undefined
+  let result: CallToolResult & Record<string, unknown>
+  try {
+    result = await tool.run(context, call.args)
+  } catch (error) {
+    result = { content: [{ type: 'text', text: error instanceof Error ? error.message : String(error) }], isError: true }
+  }
+  if (call.era === 'modern') {
+    const body = JSON.stringify({
+      result: { ...result, resultType: 'complete', _meta: { 'io.modelcontextprotocol/serverInfo': serverInfo } },
+      jsonrpc: '2.0',
+      id: call.id,
+    })
+    return new Response(body, { headers: { 'content-type': 'application/json' } })
+  }
+  const body = `event: message\ndata: ${JSON.stringify({ result, jsonrpc: '2.0', id: call.id })}\n\n`
+  return new Response(body, {
+    headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', 'x-accel-buffering': 'no' },
+  })
+}
