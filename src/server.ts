@@ -65,10 +65,16 @@ export function createRequestHandler(deps: AppDeps, app: ReturnType<typeof creat
       clientIp: clientIpOf(request, socketIp, config.trustProxy),
     }
     return runWithRequestContext(context, async () => {
+      // The runtime builds the URL from the Host header; a malformed one (a port past 65535) leaves
+      // a URL nothing can parse, so it is refused here rather than failing deeper down.
+      const path = URL.canParse(request.url) ? new URL(request.url).pathname : undefined
       let response: Response
       try {
-        const limited = await readChunkedBodyWithin(request, config.maxBodyBytes)
-        response = limited ? await app.handle(limited) : bodyTooLarge(config.maxBodyBytes)
+        if (path === undefined) response = jsonError(400, { message: 'Malformed Host header' })
+        else {
+          const limited = await readChunkedBodyWithin(request, config.maxBodyBytes)
+          response = limited ? await app.handle(limited) : bodyTooLarge(config.maxBodyBytes)
+        }
       } catch (error) {
         logger.error('request failed', { error })
         response = jsonError(500, { message: 'Internal server error', detail: `request ${context.requestId}` })
@@ -84,7 +90,7 @@ export function createRequestHandler(deps: AppDeps, app: ReturnType<typeof creat
       metrics.observe(request.method, route, response.status, seconds)
       logger.info('request', {
         method: request.method,
-        path: new URL(request.url).pathname,
+        path: path ?? '(malformed)',
         route,
         status: response.status,
         duration_ms: Math.round(seconds * 100000) / 100,

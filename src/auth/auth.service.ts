@@ -81,9 +81,10 @@ export async function authenticateTokenCached(deps: AuthDeps, token: string): Pr
   const tokenHash = hashToken(token)
   const cached = principalCache.get(tokenHash)
   if (cached) return cached
+  const snapshot = principalCache.snapshot()
   const principal = await authenticateToken(deps, token)
   if (principal)
-    principalCache.set(tokenHash, principal, principal.expiresAt === null ? Number.POSITIVE_INFINITY : principal.expiresAt * 1000)
+    principalCache.set(tokenHash, principal, principal.expiresAt === null ? Number.POSITIVE_INFINITY : principal.expiresAt * 1000, snapshot)
   return principal
 }
 

@@ -31,8 +31,14 @@ export class PrincipalCache {
     return entry.principal
   }
 
+  /** A marker to take before a lookup and hand to `set`, so a lookup that raced a revocation is not cached. */
+  snapshot(): number {
+    return this.generation
+  }
+
   /** Caches a principal until the TTL or the credential's own expiry, whichever comes first. */
-  set(tokenHash: string, principal: Principal, credentialExpiresAtMs: number, now = Date.now()): void {
+  set(tokenHash: string, principal: Principal, credentialExpiresAtMs: number, snapshot: number, now = Date.now()): void {
+    if (snapshot !== this.generation) return
     if (this.entries.size >= this.maxEntries) this.entries.clear()
     this.entries.set(tokenHash, {
       principal,

@@ -23,17 +23,35 @@ export interface ToolCall {
 
 type Message = { jsonrpc?: unknown; id?: unknown; method?: unknown; params?: { name?: unknown; arguments?: unknown; _meta?: Record<string, unknown> } }
 
-/** Recognises a single stateless `tools/call` this path can answer; anything else is undefined. */
+const MESSAGE_KEYS = new Set(['jsonrpc', 'id', 'method', 'params'])
+const PARAMS_KEYS = new Set(['name', 'arguments', '_meta'])
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+/** Both media types named outright, as the SDK requires of 2025-era clients. */
+function acceptsBoth(accept: string | null): boolean {
+  const types = (accept ?? '').split(',').map((part) => part.split(';')[0].trim().toLowerCase())
+  return types.includes('application/json') && types.includes('text/event-stream')
+}
+
+/**
+ * Recognises a single stateless `tools/call` this path can answer; anything else is undefined.
+ * Deliberately narrow: whatever is unusual (extra members, odd ids, null arguments, a loose
+ * Accept) is left to the SDK, whose answer is the reference.
+ */
 export function recogniseToolCall(headers: Headers, body: unknown): ToolCall | undefined {
-  if (!body || typeof body !== 'object' || Array.isArray(body)) return undefined
+  if (!isPlainObject(body) || !Object.keys(body).every((key) => MESSAGE_KEYS.has(key))) return undefined
   const message = body as Message
   if (message.jsonrpc !== '2.0' || message.method !== 'tools/call') return undefined
-  if (typeof message.id !== 'string' && typeof message.id !== 'number') return undefined
+  if (typeof message.id !== 'string' && !Number.isSafeInteger(message.id)) return undefined
   const params = message.params
-  if (!params || typeof params !== 'object' || typeof params.name !== 'string') return undefined
-  const args = params.arguments ?? {}
-  if (typeof args !== 'object' || args === null || Array.isArray(args)) return undefined
-  if (!/^application\/json\b/i.test(headers.get('content-type') ?? '')) return undefined
+  if (!isPlainObject(params) || !Object.keys(params).every((key) => PARAMS_KEYS.has(key))) return undefined
+  if (typeof params.name !== 'string') return undefined
+  const args = params.arguments === undefined ? {} : params.arguments
+  if (!isPlainObject(args)) return undefined
+  if (!/^application\/json\b/i.test(headers.get('content-type') ?? '') || !acceptsBoth(headers.get('accept'))) return undefined
 
   const version = headers.get('mcp-protocol-version')
   const meta = params._meta
@@ -43,10 +61,10 @@ export function recogniseToolCall(headers: Headers, body: unknown): ToolCall | u
     if (meta[PROTOCOL_VERSION_KEY] !== MODERN_VERSION || version !== MODERN_VERSION) return undefined
     if (typeof meta[CLIENT_CAPABILITIES_KEY] !== 'object' || meta[CLIENT_CAPABILITIES_KEY] === null) return undefined
     if (headers.get('mcp-method') !== 'tools/call' || headers.get('mcp-name') !== params.name) return undefined
-    return { era: 'modern', id: message.id, name: params.name, args: args as Record<string, unknown> }
+    return { era: 'modern', id: message.id as string | number, name: params.name, args }
   }
   if (version !== null && !LEGACY_VERSIONS.has(version)) return undefined
-  return { era: 'legacy', id: message.id, name: params.name, args: args as Record<string, unknown> }
+  return { era: 'legacy', id: message.id as string | number, name: params.name, args }
 }
 
 /** Runs the tool and answers as the SDK would, or returns undefined to let the SDK answer (invalid arguments). */

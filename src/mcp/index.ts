@@ -120,6 +120,11 @@ function visibleTool(name: string, context: McpContext) {
  * one; otherwise undefined (unknown tools and other methods are left to the protocol's own errors).
  */
 function missingScopes(body: unknown, context: McpContext): string[] | undefined {
+  if (Array.isArray(body)) {
+    // A 2025-03-26 batch: the call needs whatever any of its messages needs.
+    const needed = new Set(body.flatMap((message) => missingScopes(message, context) ?? []))
+    return needed.size > 0 ? [...needed] : undefined
+  }
   const message = body as { method?: unknown; params?: { name?: unknown } } | null
   if (!message || typeof message !== 'object' || Array.isArray(message) || message.method !== 'tools/call') return undefined
   const tool = typeof message.params?.name === 'string' ? visibleTool(message.params.name, context) : undefined

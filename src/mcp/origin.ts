@@ -2,6 +2,14 @@ import type { Config } from '../config.ts'
 
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]'])
 
+function hostnameOf(host: string): string | undefined {
+  try {
+    return new URL(`http://${host}`).hostname
+  } catch {
+    return undefined
+  }
+}
+
 /**
  * DNS-rebinding protection for `/mcp` (MCP transport spec, "Security Warning"): a browser page on a
  * foreign origin must not drive the endpoint. A request that carries an Origin must come from the
@@ -15,8 +23,7 @@ export function checkOriginAndHost(request: Request, config: Config): string | u
   if (origin && origin !== publicUrl.origin) return `requests from origin ${origin} are not allowed`
   if (LOOPBACK_HOSTS.has(publicUrl.hostname)) {
     const host = request.headers.get('host')
-    const hostname = host ? new URL(`http://${host}`).hostname : publicUrl.hostname
-    if (!LOOPBACK_HOSTS.has(hostname)) return `host ${host} is not allowed`
+    if (host && !LOOPBACK_HOSTS.has(hostnameOf(host) ?? '')) return `host ${host} is not allowed`
   }
   return undefined
 }

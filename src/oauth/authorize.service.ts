@@ -5,7 +5,7 @@ import { nowSeconds } from '../db/index.ts'
 import type { Database, OAuthClientRow, UserRow } from '../db/schema.ts'
 import { findDefaultOrganization } from '../orgs/org.repository.ts'
 import { findClientById, upsertMetadataDocumentClient } from './client.repository.ts'
-import { metadataToRow, redirectUrisOf } from './client.service.ts'
+import { metadataToRow, redirectUrisOf, scopeLimitOf } from './client.service.ts'
 import { OAuthError } from './errors.ts'
 import { findConsent, insertAuthorizationCode, upsertConsent } from './grant.repository.ts'
 import { isMetadataDocumentClientId, type MetadataDocumentResolver } from './metadata-document.ts'
@@ -135,7 +135,7 @@ export async function validateAuthorizeRequest(deps: AuthorizeDeps, params: Para
 
 /** The scopes this user may grant this client for the request; none at all is `invalid_scope`. */
 export function scopesFor(request: AuthorizeRequest, user: UserRow): Scope[] {
-  const scopes = narrowScopes(request.requestedScopes, { role: user.role, clientScopes: parseScope(request.client.scope) })
+  const scopes = narrowScopes(request.requestedScopes, { role: user.role, clientScopes: scopeLimitOf(request.client) })
   if (scopes.length === 0)
     throw new AuthorizeRedirectError(request.redirectUri, 'invalid_scope', 'none of the requested scopes can be granted', request.state)
   return scopes

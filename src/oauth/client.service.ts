@@ -5,9 +5,20 @@ import type { Database, OAuthClientRow } from '../db/schema.ts'
 import type { ClientMetadata } from './client-metadata.ts'
 import { findClientById, findClientSecret, insertClient, insertClientSecret, touchClientSecret } from './client.repository.ts'
 import { invalidClient, OAuthError } from './errors.ts'
+import { parseScope } from './scope.ts'
 
 export function isPublicClient(client: OAuthClientRow): boolean {
   return client.token_endpoint_auth_method === 'none'
+}
+
+/**
+ * The scopes a client is limited to. Only an admin-managed app's scope is a limit: a client that
+ * registered itself could as well register again asking for more, and MCP clients register with
+ * the scope of their first request, which would otherwise make step-up impossible. Consent and the
+ * user's role still bound what any client gets.
+ */
+export function scopeLimitOf(client: OAuthClientRow): string[] | undefined {
+  return client.kind === 'managed' ? parseScope(client.scope) : undefined
 }
 
 export function redirectUrisOf(client: OAuthClientRow): string[] {

@@ -4,6 +4,7 @@ import { nowSeconds } from '../db/index.ts'
 import type { Database, OAuthClientRow, OAuthGrantRow } from '../db/schema.ts'
 import type { Config } from '../config.ts'
 import { touchClient } from './client.repository.ts'
+import { scopeLimitOf } from './client.service.ts'
 import { OAuthError } from './errors.ts'
 import {
   claimAuthorizationCode,
@@ -177,7 +178,7 @@ export async function refreshTokens(deps: TokenDeps, client: OAuthClientRow, for
   const extra = requested.filter((scope) => !granted.includes(scope))
   if (extra.length > 0) throw new OAuthError('invalid_scope', `scope exceeds the original grant: ${extra.join(' ')}`)
   // A scope never outlives the role that allowed it: a demoted admin's refresh loses mcp:admin.
-  const scopes = narrowScopes(requested.length > 0 ? requested : granted, { role: user.role, clientScopes: parseScope(client.scope) })
+  const scopes = narrowScopes(requested.length > 0 ? requested : granted, { role: user.role, clientScopes: scopeLimitOf(client) })
   if (scopes.length === 0) throw new OAuthError('invalid_scope', 'none of the granted scopes is allowed any more')
   if (form.resource !== undefined && resolveResource(config.publicUrl, form.resource) !== grant.resource)
     throw new OAuthError('invalid_target', 'resource does not match the one authorized')
