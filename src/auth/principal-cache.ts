@@ -11,14 +11,20 @@ interface Entry {
  * revocation in this process (a token, session, grant or client deleted, a user suspended or
  * demoted) calls `invalidate()`, which drops every entry at once; other processes see the change
  * when their entries expire, within `ttlMs`. Keys are token hashes, never tokens.
+ *
+ * Revocations often run inside a transaction, so the cache is cleared before the change commits.
+ * A lookup in between would read the old row; to keep it from being cached, nothing is cached
+ * for `quietMs` after an invalidation (revocations are rare, so this costs nothing measurable).
  */
 export class PrincipalCache {
   private readonly entries = new Map<string, Entry>()
   private generation = 0
+  private quietUntil = 0
 
   constructor(
     private readonly ttlMs = 5000,
     private readonly maxEntries = 10000,
+    private readonly quietMs = 1000,
   ) {}
 
   get(tokenHash: string, now = Date.now()): Principal | undefined {
@@ -38,7 +44,7 @@ export class PrincipalCache {
 
   /** Caches a principal until the TTL or the credential's own expiry, whichever comes first. */
   set(tokenHash: string, principal: Principal, credentialExpiresAtMs: number, snapshot: number, now = Date.now()): void {
-    if (snapshot !== this.generation) return
+    if (snapshot !== this.generation || now < this.quietUntil) return
     if (this.entries.size >= this.maxEntries) this.entries.clear()
     this.entries.set(tokenHash, {
       principal,
@@ -47,8 +53,9 @@ export class PrincipalCache {
     })
   }
 
-  invalidate(): void {
+  invalidate(now = Date.now()): void {
     this.generation++
+    this.quietUntil = now + this.quietMs
     this.entries.clear()
   }
 }
