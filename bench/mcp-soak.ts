@@ -9,13 +9,14 @@
 // POST, SSE answer) and the 2026-07-28 one (mcp-* headers and params._meta, JSON answer). Every answer must be 200
 // and carry the user's username; the run stops at the 10th failure and fails.
 //
-// Memory is read from outside, so nothing is added to the server: VmRSS (resident now) and VmHWM (resident peak) from
-// /proc/<pid>/status, every second, with a line every 30 s (more often on runs shorter than 4 minutes) that shows the
-// last reading and the range since the previous line. The first minute (half the run when it is shorter than 2
-// minutes) is warm-up: JIT, caches and the heap settling. Over the readings after it, a least-squares line of RSS
-// against requests served gives the growth in KiB per 1,000 requests. RSS rises and falls with the garbage
-// collector's cycles, so single readings are noisy: the slope's standard error is printed next to it, and the verdict
-// is "flat" below ~1 KiB per 1,000 requests, "GROWING" when the growth exceeds that by two standard errors, and
+// Memory is sampled every second: the JavaScript heap in use from the server's own /metrics
+// (gatehouse_process_heap_used_bytes), and VmRSS (resident now) and VmHWM (resident peak) from /proc/<pid>/status,
+// with a line every 30 s (more often on runs shorter than 4 minutes). The first minute (half the run when it is
+// shorter than 2 minutes) is warm-up: JIT, caches and the heap settling. Over the readings after it, a least-squares
+// line of heap (and of RSS) against requests served gives the growth in KiB per 1,000 requests. Both rise and fall
+// with the garbage collector's cycles, so single readings are noisy: the slope's standard error is printed next to
+// it, and the verdict (on the heap) is "flat" below ~1 KiB per 1,000 requests, "GROWING" when the growth exceeds that
+// by two standard errors, and
 // "UNCLEAR" in between (run longer). Everything runs on 127.0.0.1, the run is bounded in time, the child is killed
 // and the temp dir is removed.
 
@@ -165,6 +166,14 @@ async function cpuSeconds(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS // utime (14), stime (15)
 }
 
+/** The server's JavaScript heap in use, in KiB, from its own /metrics. */
+async function heapKiB(base: string): Promise<number> {
+  const text = await (await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })).text()
+  const match = /^gatehouse_process_heap_used_bytes (\d+)$/m.exec(text)
+  if (!match) throw new Error('no gatehouse_process_heap_used_bytes in /metrics')
+  return Number(match[1]) / 1024
+}
+
 /** Resident memory now and at its peak, in KiB, from /proc/<pid>/status. */
 async function memoryKiB(pid: number): Promise<{ rss: number; hwm: number }> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8')
@@ -263,6 +272,7 @@ interface Sample {
   requests: number
   rss: number
   hwm: number
+  heap: number
 }
 
 /** Least-squares line y = a + b x, with the standard error of b. */
@@ -340,7 +350,7 @@ async function main() {
       process.stdout.write(
         `  ${clock(now.ms)}  ${int(now.requests).padStart(11)} requests  ` +
           `${int(((now.requests - reported.requests) * 1000) / (now.ms - reported.ms)).padStart(7)}/s  ` +
-          `RSS ${mib(now.rss).padStart(10)} (${mib(low)} to ${mib(high)})  HWM ${mib(now.hwm).padStart(10)}` +
+          `RSS ${mib(now.rss).padStart(10)} (${mib(low)} to ${mib(high)})  HWM ${mib(now.hwm).padStart(10)}  heap ${mib(now.heap).padStart(9)}` +
           `${now.ms < warmupMs - 1 ? '  (warm-up)' : ''}\n`,
       )
       reported = { ms: now.ms, requests: now.requests, count: samples.length }
@@ -351,7 +361,7 @@ async function main() {
         const at = Math.min(next, deadline)
         await Bun.sleep(Math.max(0, at - performance.now()))
         if (failures >= MAX_FAILURES) return // the workers have stopped
-        const sample = { ms: performance.now() - started, requests: served, ...(await memoryKiB(pid)) }
+        const sample = { ms: performance.now() - started, requests: served, ...(await memoryKiB(pid)), heap: await heapKiB(server.base) }
         samples.push(sample)
         if (at >= nextReport - 1 || at >= deadline) {
           report(sample)
@@ -370,7 +380,8 @@ async function main() {
 
     const steady = samples.filter((sample) => sample.ms >= warmupMs - 1)
     if (steady.length < 3) throw new Error(`only ${steady.length} sample(s) after the warm-up: run for longer`)
-    const { slope, slopeError } = fit(steady.map((sample) => ({ x: sample.requests, y: sample.rss })))
+    const rssFit = fit(steady.map((sample) => ({ x: sample.requests, y: sample.rss })))
+    const { slope, slopeError } = fit(steady.map((sample) => ({ x: sample.requests, y: sample.heap })))
     const growth = slope * 1000
     const growthError = slopeError * 1000
     const first = steady[0]
@@ -382,13 +393,15 @@ async function main() {
         `server CPU ${Math.round((100 * serverCpuS) / elapsedS)}% of one core\n` +
         `  RSS: idle ${mib(idle.rss)}, after warm-up ${mib(first.rss)} at ${int(first.requests)} requests, ` +
         `end ${mib(end.rss)} at ${int(served)} requests; peak (HWM) ${mib(end.hwm)}\n` +
+        `  heap: after warm-up ${mib(first.heap)}, end ${mib(last.heap)}\n` +
         `  fit over ${steady.length} samples after the warm-up (${int(last.requests - first.requests)} requests): ` +
-        `${growth >= 0 ? '+' : '−'}${Math.abs(growth).toFixed(3)} ± ${growthError.toFixed(3)} KiB per 1,000 requests ` +
-        `(${growth >= 0 ? '+' : '−'}${mib(Math.abs(slope) * 1_000_000)} per million)\n\n`,
+        `heap ${growth >= 0 ? '+' : '−'}${Math.abs(growth).toFixed(3)} ± ${growthError.toFixed(3)} KiB per 1,000 requests ` +
+        `(${growth >= 0 ? '+' : '−'}${mib(Math.abs(slope) * 1_000_000)} per million); ` +
+        `RSS ${rssFit.slope >= 0 ? '+' : '−'}${Math.abs(rssFit.slope * 1000).toFixed(3)} ± ${(rssFit.slopeError * 1000).toFixed(3)} KiB per 1,000\n\n`,
     )
     process.stdout.write(
-      `mcp-soak: ${verdict} — RSS ${growth >= 0 ? '+' : '−'}${Math.abs(growth).toFixed(3)} KiB per 1,000 requests ` +
-        `(flat below ${FLAT_KIB_PER_1000}), ${mib(first.rss)} → ${mib(end.rss)} over ${int(served)} requests in ${minutes} min ` +
+      `mcp-soak: ${verdict} — heap ${growth >= 0 ? '+' : '−'}${Math.abs(growth).toFixed(3)} KiB per 1,000 requests ` +
+        `(flat below ${FLAT_KIB_PER_1000}), heap ${mib(first.heap)} → ${mib(last.heap)}, RSS ${mib(first.rss)} → ${mib(end.rss)} over ${int(served)} requests in ${minutes} min ` +
         `at concurrency ${concurrency}, peak ${mib(end.hwm)}\n`,
     )
   } finally {

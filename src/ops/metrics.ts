@@ -53,7 +53,14 @@ export class HttpMetrics {
       lines.push(`gatehouse_http_request_duration_seconds_sum{${labels}} ${histogram.sum}`)
       lines.push(`gatehouse_http_request_duration_seconds_count{${labels}} ${histogram.count}`)
     }
+    const memory = process.memoryUsage()
     lines.push(
+      '# HELP gatehouse_process_heap_used_bytes JavaScript heap in use.',
+      '# TYPE gatehouse_process_heap_used_bytes gauge',
+      `gatehouse_process_heap_used_bytes ${memory.heapUsed}`,
+      '# HELP gatehouse_process_resident_memory_bytes Resident set size of the process.',
+      '# TYPE gatehouse_process_resident_memory_bytes gauge',
+      `gatehouse_process_resident_memory_bytes ${memory.rss}`,
       '# HELP gatehouse_process_start_time_seconds Start time of the process since the unix epoch.',
       '# TYPE gatehouse_process_start_time_seconds gauge',
       `gatehouse_process_start_time_seconds ${Math.floor(this.startedAt / 1000)}`,
