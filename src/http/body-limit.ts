@@ -1,4 +1,5 @@
 import { jsonError } from './errors.ts'
+import { readStreamWithin } from './read-within.ts'
 
 export function bodyTooLarge(limit: number, size?: number): Response {
   const detail = `The limit is ${limit} bytes${size === undefined ? '' : `; this body is ${size}`}`
@@ -17,27 +18,10 @@ export function declaresTooLargeBody(request: Request, limit: number): boolean {
  */
 export async function readChunkedBodyWithin(request: Request, limit: number): Promise<Request | undefined> {
   if (!request.body || request.headers.has('content-length')) return request
-  const reader = request.body.getReader()
-  const chunks: Uint8Array[] = []
-  let total = 0
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) break
-    total += value.byteLength
-    if (total > limit) {
-      await reader.cancel().catch(() => {})
-      return undefined
-    }
-    chunks.push(value)
-  }
-  const body = new Uint8Array(total)
-  let offset = 0
-  for (const chunk of chunks) {
-    body.set(chunk, offset)
-    offset += chunk.byteLength
-  }
+  const body = await readStreamWithin(request.body, limit)
+  if (!body) return undefined
   const headers = new Headers(request.headers)
   headers.delete('transfer-encoding')
-  headers.set('content-length', String(total))
+  headers.set('content-length', String(body.byteLength))
   return new Request(request.url, { method: request.method, headers, body, signal: request.signal })
 }

@@ -1,6 +1,7 @@
 import { lookup } from 'node:dns/promises'
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
+import { readStreamWithin } from './read-within.ts'
 
 /**
  * Fetches of URLs that a user or client supplied (client metadata documents, later upstream
@@ -124,26 +125,9 @@ function caOf(policy: OutboundPolicy): string | undefined {
 async function readCapped(response: Response, maxBytes: number): Promise<Uint8Array> {
   const declared = Number(response.headers.get('content-length') ?? 0)
   if (declared > maxBytes) throw new OutboundError(`the response is larger than ${maxBytes} bytes`)
-  const reader = response.body?.getReader()
-  if (!reader) return new Uint8Array()
-  const chunks: Uint8Array[] = []
-  let total = 0
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) break
-    total += value.byteLength
-    if (total > maxBytes) {
-      await reader.cancel().catch(() => {})
-      throw new OutboundError(`the response is larger than ${maxBytes} bytes`)
-    }
-    chunks.push(value)
-  }
-  const body = new Uint8Array(total)
-  let offset = 0
-  for (const chunk of chunks) {
-    body.set(chunk, offset)
-    offset += chunk.byteLength
-  }
+  if (!response.body) return new Uint8Array()
+  const body = await readStreamWithin(response.body, maxBytes)
+  if (!body) throw new OutboundError(`the response is larger than ${maxBytes} bytes`)
   return body
 }
 

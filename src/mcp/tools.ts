@@ -1,5 +1,6 @@
 import type { Principal } from '../auth/index.ts'
 import { nowSeconds } from '../db/index.ts'
+import type { UserRow } from '../db/schema.ts'
 import type { AppDeps } from '../deps.ts'
 import { toIsoTime, toIsoTimeOrNull } from '../http/time.ts'
 import { listLiveGrants, revokeGrantsOfUserForClient } from '../oauth/grant.repository.ts'
@@ -49,6 +50,20 @@ const userSchema = {
   required: ['id', 'username', 'email', 'status', 'roles'],
 }
 
+function userOutput(user: UserRow) {
+  return {
+    id: user.id,
+    username: user.username,
+    email: user.email,
+    name: user.display_name,
+    status: user.status,
+    login_type: user.login_type,
+    roles: [user.role],
+    created_at: toIsoTime(user.created_at),
+    last_seen_at: toIsoTimeOrNull(user.last_seen_at),
+  }
+}
+
 const getAuthenticatedUser: GatehouseTool = {
   name: 'get_authenticated_user',
   title: 'Who am I',
@@ -62,18 +77,9 @@ const getAuthenticatedUser: GatehouseTool = {
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   scopes: ['mcp'],
   async run({ deps, principal }) {
-    const user = principal.user
     return result({
-      id: user.id,
-      username: user.username,
-      email: user.email,
-      name: user.display_name,
-      status: user.status,
-      login_type: user.login_type,
-      roles: [user.role],
-      created_at: toIsoTime(user.created_at),
-      last_seen_at: toIsoTimeOrNull(user.last_seen_at),
-      organization_ids: await listOrganizationIdsOfUser(deps.db, user.id),
+      ...userOutput(principal.user),
+      organization_ids: await listOrganizationIdsOfUser(deps.db, principal.user.id),
     })
   },
 }
@@ -196,17 +202,7 @@ const listUsersTool: GatehouseTool = {
     const limit = typeof args.limit === 'number' ? args.limit : 50
     const rows = await listUsers(deps.db, { limit: limit + 1, afterUsername: typeof args.after === 'string' ? args.after : undefined })
     return result({
-      users: rows.slice(0, limit).map((user) => ({
-        id: user.id,
-        username: user.username,
-        email: user.email,
-        name: user.display_name,
-        status: user.status,
-        login_type: user.login_type,
-        roles: [user.role],
-        created_at: toIsoTime(user.created_at),
-        last_seen_at: toIsoTimeOrNull(user.last_seen_at),
-      })),
+      users: rows.slice(0, limit).map(userOutput),
       next_after: rows.length > limit ? rows[limit - 1].username : null,
     })
   },

@@ -15,7 +15,7 @@ import {
   listClientsOfOrganization,
   updateClient,
 } from './client.repository.ts'
-import { createClientSecret, grantTypesOf, metadataToRow, redirectUrisOf } from './client.service.ts'
+import { createClientSecret, grantTypesOf, metadataColumns, metadataToRow, redirectUrisOf } from './client.service.ts'
 import { listLiveGrants, revokeGrantsOfUserForClient } from './grant.repository.ts'
 import { OAuthModel } from './model.ts'
 import { DYNAMIC_REGISTRATION_SETTING, isDynamicRegistrationEnabled } from './register.routes.ts'
@@ -97,14 +97,7 @@ export const appsModule = (deps: AppDeps) =>
           client_uri: body.client_uri === undefined ? app.client_uri : body.client_uri,
           logo_uri: body.logo_uri === undefined ? app.logo_uri : body.logo_uri,
         })
-        const updated = await updateClient(deps.db, app.id, {
-          name: metadata.name,
-          redirect_uris: JSON.stringify(metadata.redirectUris),
-          scope: metadata.scope,
-          client_uri: metadata.clientUri,
-          logo_uri: metadata.logoUri,
-          updated_at: nowSeconds(),
-        })
+        const updated = await updateClient(deps.db, app.id, { ...metadataColumns(metadata), updated_at: nowSeconds() })
         return rowToApp(updated!)
       },
       {

@@ -29,14 +29,9 @@ export function grantTypesOf(client: OAuthClientRow): string[] {
   return JSON.parse(client.grant_types) as string[]
 }
 
-export function metadataToRow(
-  metadata: ClientMetadata,
-  fields: { id: string; organizationId: string; kind: OAuthClientRow['kind']; createdBy: string | null; now: number },
-): OAuthClientRow {
+/** The columns client metadata is stored in (registration, RFC 7592 updates, managed apps). */
+export function metadataColumns(metadata: ClientMetadata) {
   return {
-    id: fields.id,
-    organization_id: fields.organizationId,
-    kind: fields.kind,
     name: metadata.name,
     redirect_uris: JSON.stringify(metadata.redirectUris),
     grant_types: JSON.stringify(metadata.grantTypes),
@@ -46,6 +41,18 @@ export function metadataToRow(
     logo_uri: metadata.logoUri,
     software_id: metadata.softwareId,
     software_version: metadata.softwareVersion,
+  }
+}
+
+export function metadataToRow(
+  metadata: ClientMetadata,
+  fields: { id: string; organizationId: string; kind: OAuthClientRow['kind']; createdBy: string | null; now: number },
+): OAuthClientRow {
+  return {
+    id: fields.id,
+    organization_id: fields.organizationId,
+    kind: fields.kind,
+    ...metadataColumns(metadata),
     registration_token_hash: null,
     created_by: fields.createdBy,
     created_at: fields.now,

@@ -15,7 +15,7 @@ import {
   listClientSecrets,
   updateClient,
 } from './client.repository.ts'
-import { createClientSecret, grantTypesOf, redirectUrisOf, registerClient } from './client.service.ts'
+import { createClientSecret, grantTypesOf, metadataColumns, redirectUrisOf, registerClient } from './client.service.ts'
 import { OAuthError } from './errors.ts'
 import { CORS_HEADERS, handleOAuth, oauthJson, preflight, withHeaders } from './http.ts'
 
@@ -113,18 +113,7 @@ export const registerRoutes = (deps: AppDeps) => {
           if (input?.client_id !== undefined && input.client_id !== client.id)
             throw new OAuthError('invalid_client_metadata', 'client_id in the body does not match the URL')
           const metadata = parseClientMetadata(body)
-          const updated = await updateClient(deps.db, client.id, {
-            name: metadata.name,
-            redirect_uris: JSON.stringify(metadata.redirectUris),
-            grant_types: JSON.stringify(metadata.grantTypes),
-            token_endpoint_auth_method: metadata.tokenEndpointAuthMethod,
-            scope: metadata.scope,
-            client_uri: metadata.clientUri,
-            logo_uri: metadata.logoUri,
-            software_id: metadata.softwareId,
-            software_version: metadata.softwareVersion,
-            updated_at: nowSeconds(),
-          })
+          const updated = await updateClient(deps.db, client.id, { ...metadataColumns(metadata), updated_at: nowSeconds() })
           // A client that became confidential needs a secret; it is returned this once.
           const needsSecret = metadata.tokenEndpointAuthMethod !== 'none' && (await listClientSecrets(deps.db, client.id)).length === 0
           const secret = needsSecret ? (await createClientSecret(deps.db, client.id)).secret : undefined
