@@ -20,32 +20,49 @@
 // the last byte of the body. Everything runs on 127.0.0.1, each step is bounded in time, children are killed and the
 // temp dir is removed.
 
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { cpus, tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { writeFile } from 'node:fs/promises'
+import { cpus } from 'node:os'
+import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import type { Subprocess } from 'bun'
+import {
+  bareCommand,
+  bound,
+  call,
+  checkAnswer,
+  cpuColumns,
+  CPU_HEADER,
+  type CpuUsage,
+  EXPECTED_LOG,
+  GATEHOUSE,
+  HEALTH_TIMEOUT_MS,
+  HOST,
+  int,
+  latencyStats,
+  measureCpu,
+  REQUEST_TIMEOUT_MS,
+  requestFor,
+  runBench,
+  type Server,
+  signIn,
+  start,
+  stop,
+  STOP_TIMEOUT_MS,
+  table,
+  tempDir,
+  TOOL,
+  type Version,
+  VERSIONS,
+} from './support.ts'
 
-const ROOT = resolve(import.meta.dir, '..')
-const HOST = '127.0.0.1'
-const POLL_MS = 20
-const HEALTH_TIMEOUT_MS = 20_000
-const REQUEST_TIMEOUT_MS = 10_000
-const STOP_TIMEOUT_MS = 5_000
 const WARMUP_MS = 1_000
-const USER = { email: 'bench@example.com', username: 'bench', password: 'bench-password-1' }
-const TOOL = 'get_authenticated_user'
 /** Targets printed next to the figures. */
 const TARGET_RATIO_CONCURRENCY = 16
 const TARGET_RATIO = 0.3
 const TARGET_ADDED_P50_CONCURRENCY = 1
 const TARGET_ADDED_P50_US = 100
-/** Log lines a start of Gatehouse on a fresh data dir always writes at warn; anything else is shown. */
-const EXPECTED_LOG = /GATEHOUSE_ENCRYPTION_KEYS is not set/
 
 type Kind = 'gatehouse' | 'bare'
-const VERSIONS = ['2025-06-18', '2026-07-28'] as const
-type Version = (typeof VERSIONS)[number]
+type Running = Server<Kind>
 
 const { values } = parseArgs({
   args: Bun.argv.slice(2),
@@ -65,217 +82,18 @@ if (levels.length === 0 || levels.length > 10 || levels.some((c) => !Number.isIn
   process.exit(2)
 }
 
-const liveChildren = new Set<Subprocess>()
-let tempDir: string | undefined
-
-async function cleanup() {
-  for (const child of liveChildren) child.kill('SIGKILL')
-  await Promise.all([...liveChildren].map((child) => child.exited))
-  liveChildren.clear()
-  if (tempDir) await rm(tempDir, { recursive: true, force: true })
-  tempDir = undefined
-}
-
-async function abort(message: string, code = 1): Promise<never> {
-  process.stderr.write(`mcp: ${message}\n`)
-  await cleanup()
-  process.exit(code)
-}
-
 // Bounded as a whole: setup, two starts and stops, and per phase its warm-up, its measured time and a request timeout
 // at each end.
 const phaseCount = 2 * VERSIONS.length * levels.length
-const budgetMs = 60_000 + 2 * (HEALTH_TIMEOUT_MS + STOP_TIMEOUT_MS) + phaseCount * (WARMUP_MS + seconds * 1000 + 2 * REQUEST_TIMEOUT_MS + 5_000)
-setTimeout(() => void abort(`gave up after ${Math.round(budgetMs / 1000)} s`), budgetMs).unref()
-process.on('SIGINT', () => void abort('interrupted', 130))
-process.on('SIGTERM', () => void abort('terminated', 143))
+bound('mcp', 60_000 + 2 * (HEALTH_TIMEOUT_MS + STOP_TIMEOUT_MS) + phaseCount * (WARMUP_MS + seconds * 1000 + 2 * REQUEST_TIMEOUT_MS + 5_000))
 
-function freePort(): number {
-  const listener = Bun.listen({ hostname: HOST, port: 0, socket: { data() {} } })
-  const port = listener.port
-  listener.stop(true)
-  return port
-}
-
-/** The parent's environment without any Gatehouse settings, so nothing leaks in (a DATABASE_URL, real keys…). */
-function childEnv(extra: Record<string, string>): Record<string, string> {
-  const env: Record<string, string> = {}
-  for (const [name, value] of Object.entries(process.env)) {
-    if (value === undefined || name.startsWith('GATEHOUSE_') || name === 'DATABASE_URL' || name === 'PORT') continue
-    env[name] = value
-  }
-  return { ...env, GATEHOUSE_HOST: HOST, GATEHOUSE_LOG_LEVEL: 'warn', ...extra }
-}
-
-interface Running {
-  kind: Kind
-  child: Subprocess<'ignore', 'pipe', 'pipe'>
-  base: string
-  output: Promise<string[]>
-}
-
-async function start(kind: Kind, env: (port: number) => Record<string, string>): Promise<Running> {
-  const port = freePort()
-  const command =
-    kind === 'gatehouse'
-      ? [process.execPath, join(ROOT, 'src/cli.ts'), 'serve']
-      : [process.execPath, join(ROOT, 'bench/bare-mcp-server.ts')]
-  const child = Bun.spawn(command, {
-    cwd: ROOT,
-    env: childEnv({ PORT: String(port), ...env(port) }),
-    stdin: 'ignore',
-    stdout: 'pipe',
-    stderr: 'pipe',
-  })
-  liveChildren.add(child)
-  const output = Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()])
-  const base = `http://${HOST}:${port}`
-  const started = performance.now()
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null)
-      throw new Error(`${kind} exited (${child.exitCode ?? child.signalCode}) before it was healthy:\n${(await output).join('')}`)
-    try {
-      const response = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(1_000) })
-      await response.body?.cancel()
-      if (response.ok) return { kind, child, base, output }
-    } catch {
-      // not listening yet
-    }
-    if (performance.now() - started > HEALTH_TIMEOUT_MS) throw new Error(`${kind} was not healthy within ${HEALTH_TIMEOUT_MS} ms`)
-    await Bun.sleep(POLL_MS)
-  }
-}
-
-async function stop(server: Running) {
-  const { child } = server
-  if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
-  const exited = await Promise.race([child.exited.then(() => true), Bun.sleep(STOP_TIMEOUT_MS).then(() => false)])
-  if (!exited) {
-    process.stderr.write(`mcp: ${server.kind} (pid ${child.pid}) ignored SIGTERM for ${STOP_TIMEOUT_MS} ms, killing it\n`)
-    child.kill('SIGKILL')
-    await child.exited
-  }
-  liveChildren.delete(child)
-  const [stdout, stderr] = await server.output
-  const logged = stdout
-    .split('\n')
-    .filter((line) => line.trim() && !EXPECTED_LOG.test(line))
-  if (logged.length)
-    process.stderr.write(`mcp: ${server.kind} logged ${logged.length} line(s), the first:\n${logged.slice(0, 5).join('\n')}\n`)
-  if (stderr.trim()) process.stderr.write(`mcp: ${server.kind} wrote to stderr:\n${stderr.trim()}\n`)
-}
-
-const CLOCK_TICKS = Number(Bun.spawnSync(['getconf', 'CLK_TCK']).stdout.toString().trim()) || 100
-
-/** User plus system CPU seconds a process has used (all its threads), from /proc/<pid>/stat. */
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ') // fields[0] is field 3 (state)
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS // utime (14), stime (15)
-}
-
-/** Busy and total jiffies of the whole machine, from the first line of /proc/stat. */
-async function machineTicks(): Promise<{ busy: number; total: number }> {
-  const [, ...fields] = (await readFile('/proc/stat', 'utf8')).split('\n')[0].trim().split(/\s+/)
-  const ticks = fields.map(Number)
-  const total = ticks.slice(0, 8).reduce((sum, tick) => sum + tick, 0) // user … steal; guest is inside user
-  return { busy: total - ticks[3] - ticks[4], total } // minus idle and iowait
-}
-
-async function call(base: string, path: string, init: RequestInit = {}): Promise<Response> {
-  return fetch(`${base}${path}`, { redirect: 'manual', signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS), ...init })
-}
-
-async function expectStatus(response: Response, status: number, what: string): Promise<Response> {
-  if (response.status !== status) throw new Error(`${what}: ${response.status} ${await response.text()}`)
-  return response
-}
-
-/** First user and a login through Gatehouse's HTTP API; the session token is the bearer for /mcp. */
-async function signIn(base: string): Promise<string> {
-  const json = { 'content-type': 'application/json' }
-  await expectStatus(await call(base, '/api/v1/users/first', { method: 'POST', headers: json, body: JSON.stringify(USER) }), 201, 'first user')
-  const login = await expectStatus(
-    await call(base, '/api/v1/auth/login', { method: 'POST', headers: json, body: JSON.stringify({ login: USER.username, password: USER.password }) }),
-    200,
-    'login',
-  )
-  const token = ((await login.json()) as { session_token?: string }).session_token
-  if (!token) throw new Error('login answered without a session_token')
-  return token
-}
-
-/** The headers and body of one tools/call in a wire format. */
-function requestFor(version: Version, token: string): { headers: Record<string, string>; body: (id: number) => string } {
-  const headers: Record<string, string> = {
-    authorization: `Bearer ${token}`,
-    'content-type': 'application/json',
-    accept: 'application/json, text/event-stream',
-    'mcp-protocol-version': version,
-  }
-  if (version === '2025-06-18')
-    return {
-      headers,
-      body: (id) => `{"jsonrpc":"2.0","id":${id},"method":"tools/call","params":{"name":"${TOOL}","arguments":{}}}`,
-    }
-  const meta = JSON.stringify({ 'io.modelcontextprotocol/protocolVersion': version, 'io.modelcontextprotocol/clientCapabilities': {} })
-  return {
-    headers: { ...headers, 'mcp-method': 'tools/call', 'mcp-name': TOOL },
-    body: (id) => `{"jsonrpc":"2.0","id":${id},"method":"tools/call","params":{"name":"${TOOL}","arguments":{},"_meta":${meta}}}`,
-  }
-}
-
-interface RpcMessage {
-  id?: unknown
-  result?: { structuredContent?: { username?: unknown }; isError?: boolean }
-  error?: unknown
-}
-
-/** The JSON-RPC messages of an answer: a JSON body, or the data of each SSE `message` event. */
-function messagesOf(contentType: string, text: string): RpcMessage[] {
-  if (!contentType.toLowerCase().startsWith('text/event-stream')) return [JSON.parse(text)]
-  const messages: RpcMessage[] = []
-  for (const block of text.replaceAll('\r\n', '\n').split('\n\n')) {
-    let event = 'message'
-    const data: string[] = []
-    for (const line of block.split('\n')) {
-      if (line.startsWith('event:')) event = line.slice(6).trim()
-      else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''))
-    }
-    if (event === 'message' && data.length) messages.push(JSON.parse(data.join('\n')))
-  }
-  return messages
-}
-
-/** Why an answer is not the expected tools/call result, or undefined when it is. */
-function check(status: number, contentType: string, text: string, id: number | undefined): string | undefined {
-  if (status !== 200) return `status ${status}: ${text.slice(0, 300)}`
-  let messages: RpcMessage[]
-  try {
-    messages = messagesOf(contentType, text)
-  } catch {
-    return `unparsable ${contentType} body: ${text.slice(0, 300)}`
-  }
-  const answer = messages.find((message) => 'result' in message || 'error' in message)
-  if (!answer) return `no JSON-RPC answer in the ${contentType} body: ${text.slice(0, 300)}`
-  if (id !== undefined && answer.id !== id) return `answer id ${JSON.stringify(answer.id)} for request id ${id}`
-  if (answer.error || answer.result?.isError) return `an error answer: ${text.slice(0, 300)}`
-  if (answer.result?.structuredContent?.username !== USER.username) return `no username "${USER.username}" in: ${text.slice(0, 300)}`
-  return undefined
-}
-
-interface PhaseResult {
+interface PhaseResult extends CpuUsage {
   requests: number
   failures: number
   firstFailures: string[]
-  elapsedS: number
   rate: number
   p50: number
   p99: number
-  serverCpuS: number
-  clientCpuS: number
-  /** Share of all the machine's cores that was busy (anything, not only these two processes). */
-  machineBusy: number
 }
 
 let nextId = 1
@@ -292,11 +110,8 @@ async function run(server: Running, version: Version, token: string, concurrency
     failures++
     if (firstFailures.length < 3) firstFailures.push(reason)
   }
-  const cpuBefore = await cpuSeconds(server.child.pid)
-  const clientBefore = await cpuSeconds(process.pid)
-  const machineBefore = await machineTicks()
-  const started = performance.now()
-  const deadline = started + ms
+  const cpu = await measureCpu(server.child.pid)
+  const deadline = performance.now() + ms
 
   async function worker() {
     while (performance.now() < deadline) {
@@ -306,7 +121,7 @@ async function run(server: Running, version: Version, token: string, concurrency
         const response = await fetch(url, { method: 'POST', headers, body: body(id), signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
         const text = await response.text()
         latencies.push(performance.now() - requestStarted)
-        const problem = check(response.status, response.headers.get('content-type') ?? '', text, checkId ? id : undefined)
+        const problem = checkAnswer(response.status, response.headers.get('content-type') ?? '', text, checkId ? id : undefined)
         if (problem) fail(problem)
       } catch (error) {
         latencies.push(performance.now() - requestStarted)
@@ -316,27 +131,8 @@ async function run(server: Running, version: Version, token: string, concurrency
   }
   await Promise.all(Array.from({ length: concurrency }, worker))
 
-  const elapsedS = (performance.now() - started) / 1000
-  const serverCpuS = (await cpuSeconds(server.child.pid)) - cpuBefore
-  const clientCpuS = (await cpuSeconds(process.pid)) - clientBefore
-  const machineAfter = await machineTicks()
-  latencies.sort((a, b) => a - b)
-  return {
-    requests: latencies.length,
-    failures,
-    firstFailures,
-    elapsedS,
-    rate: latencies.length / elapsedS,
-    p50: quantile(latencies, 0.5),
-    p99: quantile(latencies, 0.99),
-    serverCpuS,
-    clientCpuS,
-    machineBusy: (machineAfter.busy - machineBefore.busy) / Math.max(1, machineAfter.total - machineBefore.total),
-  }
-}
-
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? NaN // nearest rank
+  const usage = await cpu()
+  return { ...usage, ...latencyStats(latencies, usage.elapsedS), failures, firstFailures }
 }
 
 function assertNoFailures(server: Running, version: Version, concurrency: number, result: PhaseResult) {
@@ -355,7 +151,6 @@ async function measure(server: Running, version: Version, token: string, concurr
   return result
 }
 
-const int = (value: number) => Math.round(value).toLocaleString('en-US')
 const ms = (value: number) => (value < 1 ? value.toFixed(3) : value < 10 ? value.toFixed(2) : value.toFixed(1))
 const us = (value: number) => `${value >= 0 ? '+' : '−'}${int(Math.abs(value) * 1000)} µs`
 
@@ -364,12 +159,8 @@ async function main() {
     `mcp: bun ${Bun.version}, ${cpus().length} CPU(s), SQLite, tools/call ${TOOL}, concurrency ${levels.join(', ')}, ` +
       `${seconds} s per phase after ${WARMUP_MS / 1000} s of warm-up, ${HOST} only\n`,
   )
-  tempDir = await mkdtemp(join(tmpdir(), 'gatehouse-bench-mcp-'))
-  const dir = tempDir
-  const gatehouse = await start('gatehouse', (port) => ({
-    GATEHOUSE_DATA_DIR: join(dir, 'gatehouse'),
-    GATEHOUSE_PUBLIC_URL: `http://${HOST}:${port}`,
-  }))
+  const dir = await tempDir('gatehouse-bench-mcp-')
+  const gatehouse = await start('gatehouse', GATEHOUSE, (_, base) => ({ GATEHOUSE_DATA_DIR: join(dir, 'gatehouse'), GATEHOUSE_PUBLIC_URL: base }))
   let bare: Running | undefined
   try {
     const token = await signIn(gatehouse.base)
@@ -382,13 +173,13 @@ async function main() {
       const response = await call(gatehouse.base, '/mcp', { method: 'POST', headers, body: body(id) })
       const text = await response.text()
       const contentType = response.headers.get('content-type') ?? ''
-      const problem = check(response.status, contentType, text, id)
+      const problem = checkAnswer(response.status, contentType, text, id)
       if (problem) throw new Error(`gatehouse ${version}: the first tools/call failed: ${problem}`)
       captured[version] = { contentType, body: text }
     }
     const responsesPath = join(dir, 'bare-responses.json')
     await writeFile(responsesPath, JSON.stringify(captured))
-    bare = await start('bare', () => ({ BARE_MCP_RESPONSES: responsesPath }))
+    bare = await start('bare', bareCommand('bare-mcp-server.ts'), () => ({ BARE_MCP_RESPONSES: responsesPath }))
     for (const version of VERSIONS) {
       const { headers, body } = requestFor(version, token)
       const response = await call(bare.base, '/mcp', { method: 'POST', headers, body: body(nextId++) })
@@ -415,33 +206,16 @@ async function main() {
           )
         }
 
-    const header = ['server', 'version', 'c', 'requests', 'req/s', 'p50', 'p99', 'server CPU', 'per core', 'client CPU', 'other', 'machine busy']
+    const header = ['server', 'version', 'c', 'requests', 'req/s', 'p50', 'p99', ...CPU_HEADER]
     const rows: string[][] = []
     for (const version of VERSIONS)
       for (const c of levels)
         for (const kind of ['gatehouse', 'bare'] as const) {
           const r = results.get(key(kind, version, c))!
-          const serverPct = (100 * r.serverCpuS) / r.elapsedS
-          const clientPct = (100 * r.clientCpuS) / r.elapsedS
-          const otherPct = Math.max(0, 100 * r.machineBusy * cpus().length - serverPct - clientPct)
-          rows.push([
-            kind,
-            version,
-            String(c),
-            int(r.requests),
-            `${int(r.rate)}/s`,
-            `${ms(r.p50)} ms`,
-            `${ms(r.p99)} ms`,
-            `${Math.round(serverPct)}%`,
-            r.serverCpuS > 0 ? `${int(r.requests / r.serverCpuS)}/s` : '-',
-            `${Math.round(clientPct)}%`,
-            `${Math.round(otherPct)}%`,
-            `${Math.round(100 * r.machineBusy)}% of ${cpus().length}`,
-          ])
+          const latency = [int(r.requests), `${int(r.rate)}/s`, `${ms(r.p50)} ms`, `${ms(r.p99)} ms`]
+          rows.push([kind, version, String(c), ...latency, ...cpuColumns(r, cpus().length)])
         }
-    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((cells) => cells[i].length)))
-    const line = (cells: string[]) => cells.map((cell, i) => (i < 2 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ')
-    process.stdout.write(`\n${line(header)}\n${rows.map(line).join('\n')}\n\n`)
+    process.stdout.write(table(header, rows, 2))
     process.stdout.write(
       '  server CPU: user+system time of the server process over the phase, in % of one core (its JS runs on one\n' +
         '  thread). per core: requests per CPU-second of the server process. client CPU: this load generator, which\n' +
@@ -476,15 +250,9 @@ async function main() {
       if (targets.length) process.stdout.write(`mcp ${version} targets: ${targets.join('; ')}\n`)
     }
   } finally {
-    if (bare) await stop(bare)
-    await stop(gatehouse)
+    if (bare) await stop(bare, { expected: EXPECTED_LOG })
+    await stop(gatehouse, { expected: EXPECTED_LOG })
   }
 }
 
-try {
-  await main()
-} catch (error) {
-  await abort(error instanceof Error ? error.message : String(error))
-}
-await cleanup()
-process.exit(0)
+await runBench(main)

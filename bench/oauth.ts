@@ -20,27 +20,43 @@
 // the temp dir is removed.
 
 import { Database } from 'bun:sqlite'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { cpus, tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { cpus } from 'node:os'
+import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import type { Subprocess } from 'bun'
+import {
+  bareCommand,
+  bound,
+  call,
+  cpuColumns,
+  CPU_HEADER,
+  type CpuUsage,
+  expectStatus,
+  GATEHOUSE,
+  HEALTH_TIMEOUT_MS,
+  HOST,
+  int,
+  latencyStats,
+  measureCpu,
+  REQUEST_TIMEOUT_MS,
+  runBench,
+  type Server,
+  signIn,
+  start,
+  stop,
+  STOP_TIMEOUT_MS,
+  table,
+  tempDir,
+} from './support.ts'
 
-const ROOT = resolve(import.meta.dir, '..')
-const HOST = '127.0.0.1'
-const POLL_MS = 20
-const HEALTH_TIMEOUT_MS = 20_000
-const REQUEST_TIMEOUT_MS = 10_000
-const STOP_TIMEOUT_MS = 5_000
 const WARMUP_REQUESTS = 1_000
 /** Codes pre-created per second of --seconds: well above what either server redeems on this kind of machine. */
 const CODES_PER_SECOND = 12_000
 const MAX_CODES = 600_000
 const REDIRECT_URI = 'http://127.0.0.1:9/callback'
-const USER = { email: 'bench@example.com', username: 'bench', password: 'bench-password-1' }
 
 type Kind = 'gatehouse' | 'bare'
 type PhaseName = 'exchange' | 'refresh'
+type Running = Server<Kind>
 
 const { values } = parseArgs({
   args: Bun.argv.slice(2),
@@ -61,128 +77,13 @@ if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) {
 }
 const codeCount = Math.min(MAX_CODES, WARMUP_REQUESTS + Math.ceil(seconds * CODES_PER_SECOND))
 
-const liveChildren = new Set<Subprocess>()
-let tempDir: string | undefined
-
-async function cleanup() {
-  for (const child of liveChildren) child.kill('SIGKILL')
-  await Promise.all([...liveChildren].map((child) => child.exited))
-  liveChildren.clear()
-  if (tempDir) await rm(tempDir, { recursive: true, force: true })
-  tempDir = undefined
-}
-
-async function abort(message: string, code = 1): Promise<never> {
-  process.stderr.write(`oauth: ${message}\n`)
-  await cleanup()
-  process.exit(code)
-}
-
 // Bounded as a whole: setup, two servers' starts, warm-ups, timed phases (plus a request timeout each) and stops.
 const budgetMs = 120_000 + 2 * (HEALTH_TIMEOUT_MS + STOP_TIMEOUT_MS + 2 * (seconds * 1000 + 2 * REQUEST_TIMEOUT_MS + 30_000))
-setTimeout(() => void abort(`gave up after ${Math.round(budgetMs / 1000)} s`), budgetMs).unref()
-process.on('SIGINT', () => void abort('interrupted', 130))
-process.on('SIGTERM', () => void abort('terminated', 143))
-
-function freePort(): number {
-  const listener = Bun.listen({ hostname: HOST, port: 0, socket: { data() {} } })
-  const port = listener.port
-  listener.stop(true)
-  return port
-}
-
-/** The parent's environment without any Gatehouse settings, so nothing leaks in (a DATABASE_URL, real keys…). */
-function childEnv(extra: Record<string, string>): Record<string, string> {
-  const env: Record<string, string> = {}
-  for (const [name, value] of Object.entries(process.env)) {
-    if (value === undefined || name.startsWith('GATEHOUSE_') || name === 'DATABASE_URL' || name === 'PORT') continue
-    env[name] = value
-  }
-  return { ...env, GATEHOUSE_HOST: HOST, GATEHOUSE_LOG_LEVEL: 'warn', ...extra }
-}
-
-interface Running {
-  kind: Kind
-  child: Subprocess<'ignore', 'pipe', 'pipe'>
-  base: string
-  output: Promise<string[]>
-}
-
-async function start(kind: Kind, env: Record<string, string>): Promise<Running> {
-  const port = freePort()
-  const command =
-    kind === 'gatehouse'
-      ? [process.execPath, join(ROOT, 'src/cli.ts'), 'serve']
-      : [process.execPath, join(ROOT, 'bench/bare-token-server.ts')]
-  const child = Bun.spawn(command, {
-    cwd: ROOT,
-    env: childEnv({ PORT: String(port), ...env }),
-    stdin: 'ignore',
-    stdout: 'pipe',
-    stderr: 'pipe',
-  })
-  liveChildren.add(child)
-  const output = Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()])
-  const base = `http://${HOST}:${port}`
-  const started = performance.now()
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null)
-      throw new Error(`${kind} exited (${child.exitCode ?? child.signalCode}) before it was healthy:\n${(await output).join('')}`)
-    try {
-      const response = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(1_000) })
-      await response.body?.cancel()
-      if (response.ok) return { kind, child, base, output }
-    } catch {
-      // not listening yet
-    }
-    if (performance.now() - started > HEALTH_TIMEOUT_MS) throw new Error(`${kind} was not healthy within ${HEALTH_TIMEOUT_MS} ms`)
-    await Bun.sleep(POLL_MS)
-  }
-}
-
-async function stop(server: Running) {
-  const { child } = server
-  if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
-  const exited = await Promise.race([child.exited.then(() => true), Bun.sleep(STOP_TIMEOUT_MS).then(() => false)])
-  if (!exited) {
-    process.stderr.write(`oauth: ${server.kind} (pid ${child.pid}) ignored SIGTERM for ${STOP_TIMEOUT_MS} ms, killing it\n`)
-    child.kill('SIGKILL')
-    await child.exited
-  }
-  liveChildren.delete(child)
-  const stderr = (await server.output)[1].trim()
-  if (stderr) process.stderr.write(`oauth: ${server.kind} wrote to stderr:\n${stderr}\n`)
-}
-
-const CLOCK_TICKS = Number(Bun.spawnSync(['getconf', 'CLK_TCK']).stdout.toString().trim()) || 100
-
-/** User plus system CPU seconds a process has used (all its threads), from /proc/<pid>/stat. */
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ') // fields[0] is field 3 (state)
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS // utime (14), stime (15)
-}
-
-/** Busy and total jiffies of the whole machine, from the first line of /proc/stat. */
-async function machineTicks(): Promise<{ busy: number; total: number }> {
-  const [, ...fields] = (await readFile('/proc/stat', 'utf8')).split('\n')[0].trim().split(/\s+/)
-  const ticks = fields.map(Number)
-  const total = ticks.slice(0, 8).reduce((sum, tick) => sum + tick, 0) // user … steal; guest is inside user
-  return { busy: total - ticks[3] - ticks[4], total } // minus idle and iowait
-}
+bound('oauth', budgetMs)
 
 const sha256Hex = (text: string) => new Bun.CryptoHasher('sha256').update(text).digest('hex')
 const sha256Base64url = (text: string) => new Bun.CryptoHasher('sha256').update(text).digest('base64url')
 const randomText = (bytes: number) => Buffer.from(crypto.getRandomValues(new Uint8Array(bytes))).toString('base64url')
-
-async function call(base: string, path: string, init: RequestInit = {}): Promise<Response> {
-  return fetch(`${base}${path}`, { redirect: 'manual', signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS), ...init })
-}
-
-async function expectStatus(response: Response, status: number, what: string): Promise<Response> {
-  if (response.status !== status) throw new Error(`${what}: ${response.status} ${await response.text()}`)
-  return response
-}
 
 interface Seed {
   clientId: string
@@ -193,18 +94,11 @@ interface Seed {
 
 /** First user, login, one public client and one real authorization, all through Gatehouse's HTTP API. */
 async function seedThroughApi(base: string, databasePath: string): Promise<Seed> {
-  const json = { 'content-type': 'application/json' }
-  await expectStatus(await call(base, '/api/v1/users/first', { method: 'POST', headers: json, body: JSON.stringify(USER) }), 201, 'first user')
-  const login = await expectStatus(
-    await call(base, '/api/v1/auth/login', { method: 'POST', headers: json, body: JSON.stringify({ login: USER.username, password: USER.password }) }),
-    200,
-    'login',
-  )
-  const session = ((await login.json()) as { session_token: string }).session_token
+  const session = await signIn(base)
   const registered = await expectStatus(
     await call(base, '/oauth2/register', {
       method: 'POST',
-      headers: json,
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({
         client_name: 'oauth bench',
         redirect_uris: [REDIRECT_URI],
@@ -284,16 +178,11 @@ function insertCodes(databasePath: string, template: Seed['template'], codes: st
   }
 }
 
-interface PhaseResult {
+interface PhaseResult extends CpuUsage {
   requests: number
-  elapsedS: number
   rate: number
   p50: number
   p99: number
-  serverCpuS: number
-  clientCpuS: number
-  /** Share of all the machine's cores that was busy (anything, not only these two processes). */
-  machineBusy: number
   /** Stopped because the pre-created codes ran out, not because the time was up. */
   exhausted: boolean
 }
@@ -315,10 +204,7 @@ async function run(
   let exhausted = false
   const deadline = 'ms' in limit ? performance.now() + limit.ms : Infinity
   const maxRequests = 'requests' in limit ? limit.requests : Infinity
-  const cpuBefore = await cpuSeconds(server.child.pid)
-  const clientBefore = await cpuSeconds(process.pid)
-  const machineBefore = await machineTicks()
-  const started = performance.now()
+  const cpu = await measureCpu(server.child.pid)
 
   async function worker() {
     while (performance.now() < deadline && sent < maxRequests) {
@@ -338,26 +224,8 @@ async function run(
   }
   await Promise.all(Array.from({ length: concurrency }, worker))
 
-  const elapsedS = (performance.now() - started) / 1000
-  const serverCpuS = (await cpuSeconds(server.child.pid)) - cpuBefore
-  const clientCpuS = (await cpuSeconds(process.pid)) - clientBefore
-  const machineAfter = await machineTicks()
-  latencies.sort((a, b) => a - b)
-  return {
-    requests: latencies.length,
-    elapsedS,
-    rate: latencies.length / elapsedS,
-    p50: quantile(latencies, 0.5),
-    p99: quantile(latencies, 0.99),
-    serverCpuS,
-    clientCpuS,
-    machineBusy: (machineAfter.busy - machineBefore.busy) / Math.max(1, machineAfter.total - machineBefore.total),
-    exhausted,
-  }
-}
-
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? NaN // nearest rank
+  const usage = await cpu()
+  return { ...usage, ...latencyStats(latencies, usage.elapsedS), exhausted }
 }
 
 type Results = Record<PhaseName, PhaseResult>
@@ -409,7 +277,6 @@ function countRows(databasePath: string): string {
   }
 }
 
-const int = (value: number) => Math.round(value).toLocaleString('en-US')
 const ms = (value: number) => (value < 10 ? value.toFixed(2) : value.toFixed(1))
 
 async function main() {
@@ -417,12 +284,12 @@ async function main() {
     `oauth: bun ${Bun.version}, ${cpus().length} CPU(s), SQLite, concurrency ${concurrency}, ${seconds} s per phase ` +
       `after ${WARMUP_REQUESTS} warm-up requests, ${HOST} only\n`,
   )
-  tempDir = await mkdtemp(join(tmpdir(), 'gatehouse-bench-oauth-'))
-  const gatehouseDir = join(tempDir, 'gatehouse')
+  const dir = await tempDir('gatehouse-bench-oauth-')
+  const gatehouseDir = join(dir, 'gatehouse')
   const gatehouseDb = join(gatehouseDir, 'gatehouse.db')
-  const bareDb = join(tempDir, 'bare.db')
+  const bareDb = join(dir, 'bare.db')
 
-  const gatehouse = await start('gatehouse', { GATEHOUSE_DATA_DIR: gatehouseDir, GATEHOUSE_PUBLIC_URL: `http://${HOST}` })
+  const gatehouse = await start('gatehouse', GATEHOUSE, () => ({ GATEHOUSE_DATA_DIR: gatehouseDir, GATEHOUSE_PUBLIC_URL: `http://${HOST}` }))
   const seed = await seedThroughApi(gatehouse.base, gatehouseDb)
   const copy = new Database(gatehouseDb)
   try {
@@ -446,38 +313,22 @@ async function main() {
   } finally {
     await stop(gatehouse)
   }
-  const bare = await start('bare', { BARE_DATABASE: bareDb })
+  const bare = await start('bare', bareCommand('bare-token-server.ts'), () => ({ BARE_DATABASE: bareDb }))
   try {
     results.bare = await measure(bare, seed, codes)
   } finally {
     await stop(bare)
   }
 
-  const header = ['server', 'phase', 'requests', 'req/s', 'p50', 'p99', 'server CPU', 'per core', 'client CPU', 'other', 'machine busy']
+  const header = ['server', 'phase', 'requests', 'req/s', 'p50', 'p99', ...CPU_HEADER]
   const rows: string[][] = []
   for (const kind of ['gatehouse', 'bare'] as const)
     for (const phase of ['exchange', 'refresh'] as const) {
       const r = results[kind][phase]
-      const serverPct = (100 * r.serverCpuS) / r.elapsedS
-      const clientPct = (100 * r.clientCpuS) / r.elapsedS
-      const otherPct = Math.max(0, 100 * r.machineBusy * cpus().length - serverPct - clientPct)
-      rows.push([
-        kind,
-        phase + (r.exhausted ? ' (codes ran out)' : ''),
-        int(r.requests),
-        `${int(r.rate)}/s`,
-        `${ms(r.p50)} ms`,
-        `${ms(r.p99)} ms`,
-        `${Math.round(serverPct)}%`,
-        `${int(r.requests / r.serverCpuS)}/s`,
-        `${Math.round(clientPct)}%`,
-        `${Math.round(otherPct)}%`,
-        `${Math.round(100 * r.machineBusy)}% of ${cpus().length}`,
-      ])
+      const phaseName = phase + (r.exhausted ? ' (codes ran out)' : '')
+      rows.push([kind, phaseName, int(r.requests), `${int(r.rate)}/s`, `${ms(r.p50)} ms`, `${ms(r.p99)} ms`, ...cpuColumns(r, cpus().length)])
     }
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((cells) => cells[i].length)))
-  const line = (cells: string[]) => cells.map((cell, i) => (i < 2 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ')
-  process.stdout.write(`\n${line(header)}\n${rows.map(line).join('\n')}\n\n`)
+  process.stdout.write(table(header, rows, 2))
   process.stdout.write(
     '  server CPU: user+system time of the server process over the phase, in % of one core. The server is\n' +
       '  single-threaded: one JS thread runs every handler and every (synchronous) bun:sqlite call, so it can use\n' +
@@ -505,10 +356,4 @@ async function main() {
   )
 }
 
-try {
-  await main()
-} catch (error) {
-  await abort(error instanceof Error ? error.message : String(error))
-}
-await cleanup()
-process.exit(0)
+await runBench(main)

@@ -11,25 +11,32 @@
 // One untimed warm-up round comes first so the OS file cache and Bun's transpiler cache are primed; "cold"
 // means a cold database, not a cold disk. Nothing leaves 127.0.0.1.
 
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import type { Subprocess } from 'bun'
+import {
+  bareCommand,
+  bound,
+  GATEHOUSE,
+  HEALTH_TIMEOUT_MS,
+  HOST,
+  memoryKiB,
+  quantile,
+  removeTempDir,
+  runBench,
+  start,
+  stop,
+  STOP_TIMEOUT_MS,
+  table,
+  tempDir,
+} from './support.ts'
 
-const ROOT = resolve(import.meta.dir, '..')
-const HOST = '127.0.0.1'
 const POLL_MS = 5
-const HEALTH_TIMEOUT_MS = 20_000
-const FETCH_TIMEOUT_MS = 1_000
 const IDLE_MS = 1_000
-const STOP_TIMEOUT_MS = 5_000
 
 type Kind = 'bare' | 'gatehouse'
 
 const COMMANDS: Record<Kind, string[]> = {
-  bare: [process.execPath, join(ROOT, 'bench/bare-server.ts')],
-  gatehouse: [process.execPath, join(ROOT, 'src/cli.ts'), 'serve'],
+  bare: bareCommand('bare-server.ts'),
+  gatehouse: GATEHOUSE,
 }
 
 interface Sample {
@@ -47,131 +54,20 @@ if (!Number.isInteger(runs) || runs < 1 || runs > 1000) {
   process.exit(2)
 }
 
-const liveChildren = new Set<Subprocess>()
-const tempDirs = new Set<string>()
-
-async function cleanup() {
-  for (const child of liveChildren) child.kill('SIGKILL')
-  await Promise.all([...liveChildren].map((child) => child.exited))
-  liveChildren.clear()
-  await Promise.all([...tempDirs].map((dir) => rm(dir, { recursive: true, force: true })))
-  tempDirs.clear()
-}
-
-async function abort(message: string, code = 1): Promise<never> {
-  process.stderr.write(`startup: ${message}\n`)
-  await cleanup()
-  process.exit(code)
-}
-
 // The whole benchmark is bounded: a round is at most two health timeouts, two idle waits and two stops per start.
 const perStartMs = HEALTH_TIMEOUT_MS + IDLE_MS + 2 * STOP_TIMEOUT_MS
-const budgetMs = (runs + 1) * 3 * perStartMs + 10_000
-setTimeout(() => void abort(`gave up after ${Math.round(budgetMs / 1000)} s`), budgetMs).unref()
-process.on('SIGINT', () => void abort('interrupted', 130))
-process.on('SIGTERM', () => void abort('terminated', 143))
+bound('startup', (runs + 1) * 3 * perStartMs + 10_000)
 
-/** A port the kernel just handed out on 127.0.0.1; the tiny window before the child binds it is acceptable here. */
-function freePort(): number {
-  const listener = Bun.listen({ hostname: HOST, port: 0, socket: { data() {} } })
-  const port = listener.port
-  listener.stop(true)
-  return port
-}
-
-async function freshDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'gatehouse-bench-'))
-  tempDirs.add(dir)
-  return dir
-}
-
-async function removeDir(dir: string) {
-  await rm(dir, { recursive: true, force: true })
-  tempDirs.delete(dir)
-}
-
-/** The parent's environment without any Gatehouse settings, so nothing leaks in (a DATABASE_URL, real keys…). */
-function childEnv(port: number, dataDir: string): Record<string, string> {
-  const env: Record<string, string> = {}
-  for (const [name, value] of Object.entries(process.env)) {
-    if (value === undefined || name.startsWith('GATEHOUSE_') || name === 'DATABASE_URL' || name === 'PORT') continue
-    env[name] = value
-  }
-  return {
-    ...env,
-    PORT: String(port),
-    GATEHOUSE_HOST: HOST,
-    GATEHOUSE_PUBLIC_URL: `http://${HOST}:${port}`,
-    GATEHOUSE_DATA_DIR: dataDir,
-    GATEHOUSE_LOG_LEVEL: 'warn',
-  }
-}
-
-async function healthy(url: string): Promise<boolean> {
-  try {
-    const response = await fetch(url, {
-      headers: { connection: 'close' },
-      signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
-    })
-    if (!response.ok) {
-      await response.body?.cancel()
-      return false
-    }
-    const body = (await response.json()) as { status?: unknown }
-    return body.status === 'ok'
-  } catch {
-    return false // connection refused (not listening yet), reset or timeout: not yet
-  }
-}
-
-async function vmRssMiB(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8')
-  const match = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status)
-  if (!match) throw new Error(`no VmRSS in /proc/${pid}/status`)
-  return Number(match[1]) / 1024
-}
-
-async function stop(child: Subprocess) {
-  if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
-  const exited = await Promise.race([child.exited.then(() => true), Bun.sleep(STOP_TIMEOUT_MS).then(() => false)])
-  if (!exited) {
-    process.stderr.write(`startup: pid ${child.pid} ignored SIGTERM for ${STOP_TIMEOUT_MS} ms, killing it\n`)
-    child.kill('SIGKILL')
-    await child.exited
-  }
-  liveChildren.delete(child)
-}
+const freshDir = () => tempDir('gatehouse-bench-')
 
 /** Spawns one server, waits for /healthz, lets it idle, reads its RSS and stops it. */
 async function measure(kind: Kind, dataDir: string): Promise<Sample> {
-  const port = freePort()
-  const url = `http://${HOST}:${port}/healthz`
-  const started = performance.now()
-  const child = Bun.spawn(COMMANDS[kind], {
-    cwd: ROOT,
-    env: childEnv(port, dataDir),
-    stdin: 'ignore',
-    stdout: 'pipe',
-    stderr: 'pipe',
-  })
-  liveChildren.add(child)
-  const output = Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()])
+  const server = await start(kind, COMMANDS[kind], (_, base) => ({ GATEHOUSE_PUBLIC_URL: base, GATEHOUSE_DATA_DIR: dataDir }), POLL_MS)
   try {
-    let startMs: number | undefined
-    while (startMs === undefined) {
-      if (child.exitCode !== null || child.signalCode !== null) {
-        const [stdout, stderr] = await output
-        throw new Error(`${kind} exited (${child.exitCode ?? child.signalCode}) before it was healthy:\n${stdout}${stderr}`)
-      }
-      if (await healthy(url)) startMs = performance.now() - started
-      else if (performance.now() - started > HEALTH_TIMEOUT_MS)
-        throw new Error(`${kind} was not healthy on ${url} within ${HEALTH_TIMEOUT_MS} ms`)
-      else await Bun.sleep(POLL_MS)
-    }
     await Bun.sleep(IDLE_MS)
-    return { startMs, rssMiB: await vmRssMiB(child.pid) }
+    return { startMs: server.startMs, rssMiB: (await memoryKiB(server.child.pid)).rss / 1024 }
   } finally {
-    await stop(child)
+    await stop(server, 'nothing')
   }
 }
 
@@ -191,15 +87,11 @@ async function round(): Promise<Round> {
       const warm = await measure('gatehouse', gatehouseDir)
       return { bare, cold, warm }
     } finally {
-      await removeDir(gatehouseDir)
+      await removeTempDir(gatehouseDir)
     }
   } finally {
-    await removeDir(bareDir)
+    await removeTempDir(bareDir)
   }
-}
-
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] // nearest rank
 }
 
 function median(values: number[]): number {
@@ -240,7 +132,7 @@ async function main() {
   const [bare, cold, warm] = rows
 
   const header = ['server', 'start med', 'p90', 'min', 'max', 'RSS med', 'start/bare', 'RSS/bare']
-  const table = rows.map((row) => [
+  const cells = rows.map((row) => [
     row.name,
     `${ms(row.start)} ms`,
     `${ms(row.p90)} ms`,
@@ -250,10 +142,7 @@ async function main() {
     row === bare ? '-' : ratio(row.start, bare.start),
     row === bare ? '-' : ratio(row.rss, bare.rss),
   ])
-  const widths = header.map((h, i) => Math.max(h.length, ...table.map((cells) => cells[i].length)))
-  const line = (cells: string[]) =>
-    cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ')
-  process.stdout.write(`\n${line(header)}\n${table.map(line).join('\n')}\n\n`)
+  process.stdout.write(table(header, cells, 1))
 
   process.stdout.write(
     `startup: gatehouse cold ${ms(cold.start)} ms vs bare ${ms(bare.start)} ms (${ratio(cold.start, bare.start)}), ` +
@@ -262,10 +151,4 @@ async function main() {
   )
 }
 
-try {
-  await main()
-} catch (error) {
-  await abort(error instanceof Error ? error.message : String(error))
-}
-await cleanup()
-process.exit(0)
+await runBench(main)

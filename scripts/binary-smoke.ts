@@ -13,27 +13,10 @@ import { access, chmod, copyFile, mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { build, OUTFILE } from './build.ts'
+import { check, CheckFailed, checkServer, seconds, withTimeout } from './smoke-checks.ts'
 
 const HEALTH_TIMEOUT_MS = 15_000
 const EXIT_TIMEOUT_MS = 10_000
-const OWNER = { email: 'owner@example.com', username: 'owner', password: 'owner-password-1' }
-
-class CheckFailed extends Error {}
-
-async function check(name: string, run: () => Promise<string>): Promise<void> {
-  let detail: string
-  try {
-    detail = await run()
-  } catch (error) {
-    process.stdout.write(`FAIL ${name}: ${error instanceof Error ? error.message : String(error)}\n`)
-    throw new CheckFailed(name)
-  }
-  process.stdout.write(`ok   ${name}${detail ? ` (${detail})` : ''}\n`)
-}
-
-function seconds(since: number): string {
-  return `${((performance.now() - since) / 1000).toFixed(2)} s`
-}
 
 /** A port nothing listens on right now: bind port 0, note what the OS picked, let it go. */
 function freePort(): number {
@@ -42,18 +25,6 @@ function freePort(): number {
   probe.stop(true)
   return port
 }
-
-async function expectStatus(response: Response, expected: number): Promise<any> {
-  const text = await response.text()
-  if (response.status !== expected) throw new Error(`expected ${expected}, got ${response.status}: ${text.slice(0, 300)}`)
-  return text ? JSON.parse(text) : undefined
-}
-
-const postJson = (url: string, body: unknown) =>
-  fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
-
-const withTimeout = <T>(promise: Promise<T>, ms: number) =>
-  Promise.race([promise, Bun.sleep(ms).then(() => 'timeout' as const)])
 
 async function main(): Promise<number> {
   const started = performance.now()
@@ -72,7 +43,6 @@ async function main(): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), 'gatehouse-binary-'))
   const binary = join(dir, 'gatehouse')
   const port = freePort()
-  const base = `http://127.0.0.1:${port}`
   let child: Bun.Subprocess<'ignore', 'pipe', 'pipe'> | undefined
   let output: Promise<string[]> | undefined
   const killChild = () => {
@@ -107,54 +77,19 @@ async function main(): Promise<number> {
       stderr: 'pipe',
     })
     output = Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()])
-    const spawned = performance.now()
-
-    await check(`GET /healthz = 200 on port ${port}`, async () => {
-      const deadline = spawned + HEALTH_TIMEOUT_MS
-      while (performance.now() < deadline) {
-        if (child!.exitCode !== null) throw new Error(`the server exited with ${child!.exitCode} before answering`)
-        const response = await fetch(`${base}/healthz`).catch(() => undefined)
-        if (response?.status === 200) return `after ${seconds(spawned)}`
-        await Bun.sleep(100)
-      }
-      throw new Error(`no 200 within ${HEALTH_TIMEOUT_MS / 1000} s`)
-    })
-
-    await check('POST /api/v1/users/first = 201', async () => {
-      const user = await expectStatus(await postJson(`${base}/api/v1/users/first`, OWNER), 201)
-      return `role ${user.role}`
-    })
-
-    let token = ''
-    await check('POST /api/v1/auth/login = 200 with a session token', async () => {
-      const session = await expectStatus(
-        await postJson(`${base}/api/v1/auth/login`, { login: OWNER.username, password: OWNER.password }),
-        200,
-      )
-      if (typeof session?.session_token !== 'string') throw new Error('no session_token in the response')
-      token = session.session_token
-      return ''
-    })
-
-    await check('GET /api/v1/users/me = 200 as owner', async () => {
-      const me = await expectStatus(await fetch(`${base}/api/v1/users/me`, { headers: { authorization: `Bearer ${token}` } }), 200)
-      if (me?.username !== OWNER.username) throw new Error(`signed in as ${JSON.stringify(me?.username)}`)
-      return ''
-    })
-
-    await check('GET /readyz = 200 (embedded migrations applied)', async () => {
-      await expectStatus(await fetch(`${base}/readyz`), 200)
-      return ''
-    })
-
-    await check('SIGTERM: exit code 0', async () => {
-      const signalled = performance.now()
-      child!.kill('SIGTERM')
-      const result = await withTimeout(child!.exited, EXIT_TIMEOUT_MS)
-      if (result === 'timeout') throw new Error(`still running ${EXIT_TIMEOUT_MS / 1000} s after SIGTERM`)
-      if (result !== 0) throw new Error(`exit code ${result}${child!.signalCode ? ` (${child!.signalCode})` : ''}`)
-      return `after ${seconds(signalled)}`
-    })
+    const server = child
+    await checkServer(
+      {
+        port,
+        spawned: performance.now(),
+        exitCode: () => server.exitCode ?? undefined,
+        terminate: async () => {
+          server.kill('SIGTERM')
+          return { code: await server.exited, signal: server.signalCode }
+        },
+      },
+      { healthTimeoutMs: HEALTH_TIMEOUT_MS, exitTimeoutMs: EXIT_TIMEOUT_MS, readyzLabel: 'embedded migrations applied' },
+    )
 
     process.stdout.write(`binary smoke test passed in ${seconds(started)}\n`)
     return 0

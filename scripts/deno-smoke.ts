@@ -12,6 +12,7 @@
  * One line per check; exits 1 on the first failure, with the server's output.
  */
 import { join } from 'node:path'
+import { CheckFailed, checkServer, seconds, withTimeout } from './smoke-checks.ts'
 
 /** The few Deno APIs used here; declared locally because the project type-checks against Bun's types. */
 interface DenoChildProcess {
@@ -49,34 +50,8 @@ if (!deno) throw new Error('scripts/deno-smoke.ts runs under Deno: deno task smo
 const ROOT = join(import.meta.dirname!, '..')
 const HEALTH_TIMEOUT_MS = 30_000 // the first run also transpiles src/ and node_modules into Deno's cache
 const EXIT_TIMEOUT_MS = 10_000
-const OWNER = { email: 'owner@example.com', username: 'owner', password: 'owner-password-1' }
 /** Passed through to the server so Deno finds its cache; nothing else from this shell leaks in. */
 const PASS_THROUGH_ENV = ['PATH', 'HOME', 'DENO_DIR', 'XDG_CACHE_HOME', 'TMPDIR', 'NO_COLOR']
-
-class CheckFailed extends Error {}
-
-async function check(name: string, run: () => Promise<string>): Promise<void> {
-  let detail: string
-  try {
-    detail = await run()
-  } catch (error) {
-    console.log(`FAIL ${name}: ${error instanceof Error ? error.message : String(error)}`)
-    throw new CheckFailed(name)
-  }
-  console.log(`ok   ${name}${detail ? ` (${detail})` : ''}`)
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
-
-const withTimeout = <T>(promise: Promise<T>, ms: number) => {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ms)))
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
-function seconds(since: number): string {
-  return `${((performance.now() - since) / 1000).toFixed(2)} s`
-}
 
 /** A port nothing listens on right now: bind port 0, note what the OS picked, let it go. */
 function freePort(api: DenoApi): number {
@@ -85,15 +60,6 @@ function freePort(api: DenoApi): number {
   listener.close()
   return port
 }
-
-async function expectStatus(response: Response, expected: number): Promise<any> {
-  const text = await response.text()
-  if (response.status !== expected) throw new Error(`expected ${expected}, got ${response.status}: ${text.slice(0, 300)}`)
-  return text ? JSON.parse(text) : undefined
-}
-
-const postJson = (url: string, body: unknown) =>
-  fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
 
 async function main(api: DenoApi): Promise<number> {
   const started = performance.now()
@@ -147,53 +113,18 @@ async function main(api: DenoApi): Promise<number> {
   console.log(`     deno ${api.version.deno}: ${args.join(' ')}`)
 
   try {
-    await check(`GET /healthz = 200 on port ${port}`, async () => {
-      const deadline = spawned + HEALTH_TIMEOUT_MS
-      while (performance.now() < deadline) {
-        if (exited) throw new Error(`the server exited with ${exited.code} before answering`)
-        const response = await fetch(`${base}/healthz`).catch(() => undefined)
-        if (response?.status === 200) return `after ${seconds(spawned)}`
-        await response?.body?.cancel()
-        await sleep(100)
-      }
-      throw new Error(`no 200 within ${HEALTH_TIMEOUT_MS / 1000} s`)
-    })
-
-    await check('POST /api/v1/users/first = 201', async () => {
-      const user = await expectStatus(await postJson(`${base}/api/v1/users/first`, OWNER), 201)
-      return `role ${user.role}`
-    })
-
-    let token = ''
-    await check('POST /api/v1/auth/login = 200 with a session token', async () => {
-      const session = await expectStatus(
-        await postJson(`${base}/api/v1/auth/login`, { login: OWNER.username, password: OWNER.password }),
-        200,
-      )
-      if (typeof session?.session_token !== 'string') throw new Error('no session_token in the response')
-      token = session.session_token
-      return ''
-    })
-
-    await check('GET /api/v1/users/me = 200 as owner', async () => {
-      const me = await expectStatus(await fetch(`${base}/api/v1/users/me`, { headers: { authorization: `Bearer ${token}` } }), 200)
-      if (me?.username !== OWNER.username) throw new Error(`signed in as ${JSON.stringify(me?.username)}`)
-      return ''
-    })
-
-    await check('GET /readyz = 200 (migrations applied through node:sqlite)', async () => {
-      await expectStatus(await fetch(`${base}/readyz`), 200)
-      return ''
-    })
-
-    await check('SIGTERM: exit code 0', async () => {
-      const signalled = performance.now()
-      child.kill('SIGTERM')
-      const result = await withTimeout(status, EXIT_TIMEOUT_MS)
-      if (result === 'timeout') throw new Error(`still running ${EXIT_TIMEOUT_MS / 1000} s after SIGTERM`)
-      if (result.code !== 0) throw new Error(`exit code ${result.code}${result.signal ? ` (${result.signal})` : ''}`)
-      return `after ${seconds(signalled)}`
-    })
+    await checkServer(
+      {
+        port,
+        spawned,
+        exitCode: () => exited?.code,
+        terminate: () => {
+          child.kill('SIGTERM')
+          return status
+        },
+      },
+      { healthTimeoutMs: HEALTH_TIMEOUT_MS, exitTimeoutMs: EXIT_TIMEOUT_MS, readyzLabel: 'migrations applied through node:sqlite' },
+    )
 
     console.log(`deno smoke test passed in ${seconds(started)}`)
     return 0

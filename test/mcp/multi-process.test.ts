@@ -5,45 +5,15 @@
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'bun:test'
 import type { FetchLike } from '@modelcontextprotocol/client'
-import type { Subprocess } from 'bun'
-import { bootstrapOwner, createTestDatabase, TEST_KEY } from '../setup.ts'
+import { bootstrapOwner } from '../setup.ts'
 import { obtainTokens } from '../oauth/helpers.ts'
-import { cliEnv, createTempDir, encodeKey, findFreePort, killChildren, spawnCli, waitUntilHealthy, withTimeout } from '../fixtures/cli-process.ts'
-import {
-  callApi,
-  closeClients,
-  connectClient,
-  createApiToken,
-  pinRevision,
-  postMcp,
-  remote,
-  rpc,
-  textJson,
-  type Revision,
-} from './support-mcp-server.ts'
+import { remote } from '../fixtures/http.ts'
+import { startTwoProcesses, type ServeProcess, type TwoProcesses } from '../fixtures/two-processes.ts'
+import { callApi, closeClients, connectClient, createApiToken, pinRevision, postMcp, rpc, textJson, type Revision } from './support-mcp-server.ts'
 
-const STARTUP_TIMEOUT_MS = 25_000
 /** The principal cache keeps an entry for 5 s; a revocation elsewhere must show within twice that. */
 const PROPAGATION_LIMIT_MS = 10_000
 const CALLS_PER_CLIENT = 10
-
-interface Server {
-  name: string
-  port: number
-  url: string
-  child: Subprocess<'ignore', 'pipe', 'pipe'>
-  output: () => string
-}
-
-/** Reads a stream to the end in the background so the child never blocks on a full pipe. */
-function collect(stream: ReadableStream<Uint8Array>): () => string {
-  let text = ''
-  void (async () => {
-    const decoder = new TextDecoder()
-    for await (const chunk of stream) text += decoder.decode(chunk, { stream: true })
-  })().catch(() => {})
-  return () => text
-}
 
 /** A fetch that sends each request to the next of `ports` in turn, whatever port its URL names. */
 function alternating(ports: number[]): { fetch: FetchLike; sentTo: number[] } {
@@ -68,46 +38,16 @@ async function eventually(check: () => Promise<boolean>, limitMs: number): Promi
 }
 
 describe.skipIf(!process.env.TEST_DATABASE_URL)('MCP across two gatehouse processes on one Postgres database', () => {
-  let dataDir: ReturnType<typeof createTempDir> | undefined
-  let database: Awaited<ReturnType<typeof createTestDatabase>> | undefined
-  let a: Server
-  let b: Server
-  let publicUrl: string
+  let servers: TwoProcesses | undefined
+  let a: ServeProcess
+  let b: ServeProcess
   let owner: { id: string; token: string }
 
-  async function startServer(name: string, port: number, databaseUrl: string): Promise<Server> {
-    const child = spawnCli(
-      ['serve'],
-      cliEnv({
-        PORT: String(port),
-        GATEHOUSE_HOST: '127.0.0.1',
-        GATEHOUSE_PUBLIC_URL: publicUrl,
-        DATABASE_URL: databaseUrl,
-        GATEHOUSE_ENCRYPTION_KEYS: `${TEST_KEY.id}:${encodeKey(TEST_KEY.key)}`,
-        GATEHOUSE_DATA_DIR: dataDir!.path,
-        GATEHOUSE_LOG_LEVEL: 'warn',
-      }),
-    )
-    const stdout = collect(child.stdout)
-    const stderr = collect(child.stderr)
-    const server = { name, port, url: `http://127.0.0.1:${port}`, child, output: () => stdout() + stderr() }
-    try {
-      await withTimeout(waitUntilHealthy(`${server.url}/healthz`, child, STARTUP_TIMEOUT_MS), STARTUP_TIMEOUT_MS + 1_000, `${name} to be healthy`)
-    } catch (error) {
-      throw new Error(`${(error as Error).message}\n${name} printed:\n${server.output()}`)
-    }
-    return server
-  }
-
   beforeAll(async () => {
-    dataDir = createTempDir()
-    database = await createTestDatabase()
-    const [portA, portB] = [await findFreePort(), await findFreePort()]
     // The public URL names A: loopback, so the Host check accepts 127.0.0.1:<B> as well.
-    publicUrl = `http://127.0.0.1:${portA}`
-    const servers = await Promise.all([startServer('A', portA, database.url), startServer('B', portB, database.url)])
-    a = servers[0]
-    b = servers[1]
+    servers = await startTwoProcesses((portOfA) => `http://127.0.0.1:${portOfA}`)
+    a = servers.a
+    b = servers.b
     owner = await bootstrapOwner(remote(a.url))
   }, 60_000)
 
@@ -116,11 +56,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('MCP across two gatehouse proces
   })
 
   afterAll(async () => {
-    const children = [a?.child, b?.child].filter((child) => child !== undefined)
-    killChildren()
-    await withTimeout(Promise.all(children.map((child) => child.exited)), 5_000, 'the servers to exit').catch(() => {})
-    if (database) await withTimeout(database.drop(), 10_000, 'the test schema to be dropped')
-    dataDir?.remove()
+    await servers?.close()
   }, 30_000)
 
   for (const revision of ['2025-06-18', '2026-07-28'] as Revision[]) {

@@ -8,16 +8,9 @@ import {
 } from '@modelcontextprotocol/client'
 import { createPkce } from '../oauth/helpers.ts'
 import { OWNER, startTestServer } from '../setup.ts'
-import {
-  decideAsUser,
-  freePort,
-  recordingFetch,
-  REDIRECT_URL,
-  ScriptedOAuthProvider,
-  signUpOwner,
-  TIMEOUT_MS,
-  type RecordedExchange,
-} from './support-oauth-provider.ts'
+import { findFreePort } from '../fixtures/cli-process.ts'
+import { decideAsUser, signUpOwner } from '../fixtures/http.ts'
+import { recordingFetch, REDIRECT_URL, ScriptedOAuthProvider, TIMEOUT_MS, type RecordedExchange } from './support-oauth-provider.ts'
 
 // The official MCP SDK client (v2) meeting Gatehouse for the first time, over real HTTP: the 401
 // challenge, RFC 9728 and RFC 8414 discovery, dynamic registration, PKCE, the owner's consent, the
@@ -33,7 +26,7 @@ let mcpUrl: URL
 let sessionToken: string
 
 beforeAll(async () => {
-  const port = await freePort()
+  const port = await findFreePort()
   publicUrl = `http://127.0.0.1:${port}`
   server = await startTestServer({ port, publicUrl })
   mcpUrl = new URL(`${publicUrl}/mcp`)

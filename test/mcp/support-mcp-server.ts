@@ -3,8 +3,10 @@
 
 import { Client, StreamableHTTPClientTransport, type ClientOptions, type StreamableHTTPClientTransportOptions } from '@modelcontextprotocol/client'
 import type { Config } from '../../src/config.ts'
-import { bootstrapOwner, createUserAndLogin, startTestServer, type TestContext } from '../setup.ts'
+import { bootstrapOwner, createUserAndLogin, startTestServer } from '../setup.ts'
 import { obtainTokens } from '../oauth/helpers.ts'
+import { findFreePort } from '../fixtures/cli-process.ts'
+import { remote } from '../fixtures/http.ts'
 
 /** Every raw request is bounded, so a hung server fails its test instead of the whole run. */
 export const REQUEST_TIMEOUT_MS = 10_000
@@ -15,32 +17,6 @@ export const RAW_PROTOCOL_VERSION = '2025-06-18'
 export const REVISIONS = ['2025-03-26', '2025-06-18', '2025-11-25', '2026-07-28'] as const
 export type Revision = (typeof REVISIONS)[number]
 
-/** A port that was free a moment ago: the public URL must be known before the server starts. */
-export async function freePort(): Promise<number> {
-  const probe = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: () => new Response() })
-  const port = probe.port!
-  await probe.stop(true)
-  return port
-}
-
-/**
- * The shape the helpers of test/setup.ts and test/oauth/helpers.ts drive (`app.handle(request)`),
- * sent over HTTP to `baseUrl` instead: same path and query, redirects not followed.
- */
-export function remote(baseUrl: string): Pick<TestContext, 'app'> {
-  const handle = async (request: Request): Promise<Response> => {
-    const url = new URL(request.url)
-    return fetch(`${baseUrl}${url.pathname}${url.search}`, {
-      method: request.method,
-      headers: request.headers,
-      body: request.body ? await request.arrayBuffer() : undefined,
-      redirect: 'manual',
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-    })
-  }
-  return { app: { handle } } as unknown as Pick<TestContext, 'app'>
-}
-
 export type McpServer = Awaited<ReturnType<typeof startMcpServer>>
 
 /**
@@ -48,7 +24,7 @@ export type McpServer = Awaited<ReturnType<typeof startMcpServer>>
  * challenge and the Host check agree with what the client uses, with the owner signed up.
  */
 export async function startMcpServer(overrides: Partial<Config> = {}) {
-  const port = await freePort()
+  const port = await findFreePort()
   const publicUrl = `http://127.0.0.1:${port}`
   const server = await startTestServer({ port, publicUrl, ...overrides })
   const ctx = remote(server.url)

@@ -6,67 +6,13 @@ import type {
   StoredOAuthClientInformation,
   StoredOAuthTokens,
 } from '@modelcontextprotocol/client'
-import { OWNER } from '../setup.ts'
+import { decideAsUser } from '../fixtures/http.ts'
 
 /** Every request of these tests is bounded, so a hung server fails the test instead of the run. */
 export const TIMEOUT_MS = 5000
 
 /** A loopback redirect URI; nothing listens there, as the tests read the Location without following it. */
 export const REDIRECT_URL = 'http://127.0.0.1:8765/callback'
-
-/** A port that was free a moment ago: the issuer (the public URL) must be known before the server starts. */
-export async function freePort(): Promise<number> {
-  const probe = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: () => new Response() })
-  const port = probe.port!
-  await probe.stop(true)
-  return port
-}
-
-async function postJson(url: string, body: unknown): Promise<Response> {
-  return fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-    signal: AbortSignal.timeout(TIMEOUT_MS),
-  })
-}
-
-/** Creates the first user over HTTP and signs them in; returns the session token. */
-export async function signUpOwner(baseUrl: string): Promise<string> {
-  const created = await postJson(`${baseUrl}/api/v1/users/first`, OWNER)
-  if (created.status !== 201) throw new Error(`first user: ${created.status} ${await created.text()}`)
-  const login = await postJson(`${baseUrl}/api/v1/auth/login`, { login: OWNER.username, password: OWNER.password })
-  if (login.status !== 200) throw new Error(`login: ${login.status} ${await login.text()}`)
-  return (await login.json()).session_token
-}
-
-/**
- * The user's part of an authorization, scripted: GET the authorization URL with the session as a
- * bearer token and, if the consent page comes back (rather than a redirect for a remembered
- * consent), POST the decision to the same URL. Returns the redirect back to the client.
- */
-export async function decideAsUser(
-  authorizationUrl: URL | string,
-  sessionToken: string,
-  decision: 'approve' | 'deny' = 'approve',
-): Promise<URL> {
-  const bearer = { authorization: `Bearer ${sessionToken}` }
-  let response = await fetch(authorizationUrl, { headers: bearer, redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) })
-  if (response.status === 200) {
-    await response.text()
-    response = await fetch(authorizationUrl, {
-      method: 'POST',
-      headers: { ...bearer, 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ decision }),
-      redirect: 'manual',
-      signal: AbortSignal.timeout(TIMEOUT_MS),
-    })
-  }
-  const location = response.headers.get('location')
-  if (response.status < 300 || response.status >= 400 || !location)
-    throw new Error(`authorize: ${response.status} ${await response.text()}`)
-  return new URL(location)
-}
 
 /** One request the SDK made, with the answer it got. */
 export interface RecordedExchange {

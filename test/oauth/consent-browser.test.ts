@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { OWNER, startTestServer } from '../setup.ts'
+import { findFreePort } from '../fixtures/cli-process.ts'
+import { postJson } from '../fixtures/http.ts'
 import { createPkce, type Pkce } from './helpers.ts'
 
 // The sign-in and consent pages in a real browser (Debian's Chromium), from the authorization
@@ -14,23 +16,6 @@ const CHROMIUM = '/usr/bin/chromium'
 const CLIENT_NAME = 'Browser Test App'
 const SCOPE = 'mcp offline_access'
 const TIMEOUT_MS = 10_000
-
-/** A port that was free a moment ago: the issuer must be known before the server starts. */
-async function freePort(): Promise<number> {
-  const probe = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: () => new Response() })
-  const port = probe.port!
-  await probe.stop(true)
-  return port
-}
-
-async function postJson(url: string, body: unknown): Promise<Response> {
-  return fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-    signal: AbortSignal.timeout(TIMEOUT_MS),
-  })
-}
 
 describe('the consent page in Chromium', () => {
   let server: Awaited<ReturnType<typeof startTestServer>> | undefined
@@ -70,10 +55,10 @@ describe('the consent page in Chromium', () => {
     })
     redirectUri = `http://127.0.0.1:${client.port}/callback`
 
-    const port = await freePort()
+    const port = await findFreePort()
     issuer = `http://127.0.0.1:${port}`
     server = await startTestServer({ port, publicUrl: issuer })
-    const created = await postJson(`${server.url}/api/v1/users/first`, OWNER)
+    const created = await postJson(`${server.url}/api/v1/users/first`, OWNER, TIMEOUT_MS)
     if (created.status !== 201) throw new Error(`first user: ${created.status} ${await created.text()}`)
 
     browser = await chromium.launch({
@@ -100,12 +85,16 @@ describe('the consent page in Chromium', () => {
 
   /** A fresh public client per test, so consent given in one test cannot skip the page in another. */
   async function registerClient(): Promise<string> {
-    const response = await postJson(`${issuer}/oauth2/register`, {
-      client_name: CLIENT_NAME,
-      redirect_uris: [redirectUri],
-      grant_types: ['authorization_code', 'refresh_token'],
-      token_endpoint_auth_method: 'none',
-    })
+    const response = await postJson(
+      `${issuer}/oauth2/register`,
+      {
+        client_name: CLIENT_NAME,
+        redirect_uris: [redirectUri],
+        grant_types: ['authorization_code', 'refresh_token'],
+        token_endpoint_auth_method: 'none',
+      },
+      TIMEOUT_MS,
+    )
     if (response.status !== 201) throw new Error(`register: ${response.status} ${await response.text()}`)
     return (await response.json()).client_id
   }

@@ -4,68 +4,23 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import pg from 'pg'
-import type { Subprocess } from 'bun'
 import { hashToken } from '../../src/auth/token.ts'
-import { createTestDatabase, OWNER, TEST_KEY, type TestContext } from '../setup.ts'
-import {
-  cliEnv,
-  createTempDir,
-  encodeKey,
-  findFreePort,
-  killChildren,
-  spawnCli,
-  waitUntilHealthy,
-  withTimeout,
-} from '../fixtures/cli-process.ts'
+import { OWNER } from '../setup.ts'
+import { withTimeout } from '../fixtures/cli-process.ts'
+import { remote, signUpOwner } from '../fixtures/http.ts'
+import { startTwoProcesses, type ServeProcess as Server, type TwoProcesses } from '../fixtures/two-processes.ts'
 import { authorizeWithBearer, createPkce, REDIRECT_URI, registerClient, tokenRequest, type Pkce } from './helpers.ts'
 
 /** The one address clients know both processes by (the load balancer); only a name here, never fetched. */
 const PUBLIC_URL = 'http://gatehouse.localhost:8080'
 const API_RESOURCE = `${PUBLIC_URL}/api`
 const REQUEST_TIMEOUT_MS = 10_000
-const STARTUP_TIMEOUT_MS = 25_000
 const RACE_ROUNDS = 10
 
 type Tokens = { access_token: string; refresh_token: string; [name: string]: unknown }
 
-interface Server {
-  name: string
-  base: string
-  child: Subprocess<'ignore', 'pipe', 'pipe'>
-  /** Everything the process printed so far, for failure messages. */
-  output: () => string
-}
-
-/** Reads a stream to the end in the background so the child never blocks on a full pipe. */
-function collect(stream: ReadableStream<Uint8Array>): () => string {
-  let text = ''
-  void (async () => {
-    const decoder = new TextDecoder()
-    for await (const chunk of stream) text += decoder.decode(chunk, { stream: true })
-  })().catch(() => {})
-  return () => text
-}
-
-/**
- * The shape the helpers in ./helpers.ts drive (`app.handle(request)`), sent over HTTP to one
- * process instead: same paths, redirects not followed, every request bounded in time.
- */
-function remote(server: Server): Pick<TestContext, 'app'> {
-  const handle = async (request: Request): Promise<Response> => {
-    const url = new URL(request.url)
-    return fetch(`${server.base}${url.pathname}${url.search}`, {
-      method: request.method,
-      headers: request.headers,
-      body: request.body ? await request.arrayBuffer() : undefined,
-      redirect: 'manual',
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-    })
-  }
-  return { app: { handle } } as unknown as Pick<TestContext, 'app'>
-}
-
 async function call(server: Server, path: string, init: RequestInit = {}): Promise<{ status: number; body: any }> {
-  const response = await fetch(`${server.base}${path}`, { redirect: 'manual', signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS), ...init })
+  const response = await fetch(`${server.url}${path}`, { redirect: 'manual', signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS), ...init })
   const text = await response.text()
   let body: unknown = text
   try {
@@ -82,81 +37,35 @@ async function me(server: Server, token: string): Promise<{ status: number; body
 }
 
 describe.skipIf(!process.env.TEST_DATABASE_URL)('two gatehouse processes on one Postgres database', () => {
-  let dataDir: ReturnType<typeof createTempDir> | undefined
-  let database: Awaited<ReturnType<typeof createTestDatabase>> | undefined
+  let servers: TwoProcesses | undefined
   let a: Server
   let b: Server
   let sessionToken: string
   let sql: pg.Client
 
-  async function startServer(name: string, databaseUrl: string): Promise<Server> {
-    const port = await findFreePort()
-    const child = spawnCli(
-      ['serve'],
-      cliEnv({
-        PORT: String(port),
-        GATEHOUSE_HOST: '127.0.0.1',
-        GATEHOUSE_PUBLIC_URL: PUBLIC_URL,
-        DATABASE_URL: databaseUrl,
-        GATEHOUSE_ENCRYPTION_KEYS: `${TEST_KEY.id}:${encodeKey(TEST_KEY.key)}`,
-        GATEHOUSE_DATA_DIR: dataDir!.path, // unused on Postgres with keys given; set so nothing lands in ./data
-        GATEHOUSE_LOG_LEVEL: 'warn',
-      }),
-    )
-    const stdout = collect(child.stdout)
-    const stderr = collect(child.stderr)
-    const server = { name, base: `http://127.0.0.1:${port}`, child, output: () => stdout() + stderr() }
-    try {
-      await withTimeout(waitUntilHealthy(`${server.base}/healthz`, child, STARTUP_TIMEOUT_MS), STARTUP_TIMEOUT_MS + 1_000, `${name} to be healthy`)
-    } catch (error) {
-      throw new Error(`${(error as Error).message}\n${name} printed:\n${server.output()}`)
-    }
-    return server
-  }
-
   beforeAll(async () => {
-    dataDir = createTempDir()
-    database = await createTestDatabase()
-    // Started together, as replicas are: both migrate the empty schema at once.
-    const servers = await Promise.all([startServer('A', database.url), startServer('B', database.url)])
-    a = servers[0]
-    b = servers[1]
-    sql = new pg.Client({ connectionString: database.url })
+    servers = await startTwoProcesses(() => PUBLIC_URL)
+    a = servers.a
+    b = servers.b
+    sql = new pg.Client({ connectionString: servers.databaseUrl })
     await withTimeout(sql.connect(), REQUEST_TIMEOUT_MS, 'the test connection to Postgres')
-
-    const created = await call(a, '/api/v1/users/first', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(OWNER),
-    })
-    if (created.status !== 201) throw new Error(`first user: ${created.status} ${JSON.stringify(created.body)}`)
-    const login = await call(a, '/api/v1/auth/login', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ login: OWNER.username, password: OWNER.password }),
-    })
-    if (login.status !== 200) throw new Error(`login: ${login.status} ${JSON.stringify(login.body)}`)
-    sessionToken = login.body.session_token
+    sessionToken = await signUpOwner(a.url, REQUEST_TIMEOUT_MS)
   }, 60_000)
 
   afterAll(async () => {
-    const children = [a?.child, b?.child].filter((child) => child !== undefined)
-    killChildren()
-    await withTimeout(Promise.all(children.map((child) => child.exited)), 5_000, 'the servers to exit').catch(() => {})
     await withTimeout(sql?.end() ?? Promise.resolve(), 5_000, 'the test connection to close').catch(() => {})
-    if (database) await withTimeout(database.drop(), 10_000, 'the test schema to be dropped')
-    dataDir?.remove()
+    await servers?.close()
   }, 30_000)
 
   /** A public client registered on `server`, with refresh tokens. */
   async function newClient(server: Server): Promise<string> {
-    return (await registerClient(remote(server))).client_id
+    return (await registerClient(remote(server.url))).client_id
   }
 
   /** One authorization on `server` with the owner's session as bearer: a fresh code and its PKCE verifier. */
   async function authorize(server: Server, clientId: string, resource = API_RESOURCE): Promise<{ code: string; pkce: Pkce }> {
     const pkce = createPkce()
-    const location = await authorizeWithBearer(remote(server), sessionToken, {
+    const location = await authorizeWithBearer(remote(server.url), sessionToken, {
       response_type: 'code',
       client_id: clientId,
       redirect_uri: REDIRECT_URI,
@@ -172,7 +81,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('two gatehouse processes on one 
   }
 
   function exchange(server: Server, clientId: string, grant: { code: string; pkce: Pkce }) {
-    return tokenRequest(remote(server), {
+    return tokenRequest(remote(server.url), {
       grant_type: 'authorization_code',
       code: grant.code,
       redirect_uri: REDIRECT_URI,
@@ -182,7 +91,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('two gatehouse processes on one 
   }
 
   function refresh(server: Server, clientId: string, refreshToken: string) {
-    return tokenRequest(remote(server), { grant_type: 'refresh_token', refresh_token: refreshToken, client_id: clientId })
+    return tokenRequest(remote(server.url), { grant_type: 'refresh_token', refresh_token: refreshToken, client_id: clientId })
   }
 
   /** A fresh grant: authorized and exchanged on `server`. */

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import * as oauth from 'oauth4webapi'
 import { OWNER, startTestServer } from '../setup.ts'
+import { findFreePort } from '../fixtures/cli-process.ts'
+import { decideAsUser, signUpOwner } from '../fixtures/http.ts'
 
 // An independent client library (oauth4webapi) against a real server: if Gatehouse drifts from
 // the RFCs in a way our own helpers would not notice, this is where it shows.
@@ -13,32 +15,6 @@ const TIMEOUT_MS = 5000
 /** oauth4webapi refuses plain http unless told (the test server has no TLS); every request is bounded. */
 const insecure = { [oauth.allowInsecureRequests]: true, signal: () => AbortSignal.timeout(TIMEOUT_MS) }
 
-/** A port that was free a moment ago: the issuer must be known before the server starts. */
-async function freePort(): Promise<number> {
-  const probe = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: () => new Response() })
-  const port = probe.port!
-  await probe.stop(true)
-  return port
-}
-
-async function postJson(url: string, body: unknown): Promise<Response> {
-  return fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-    signal: AbortSignal.timeout(TIMEOUT_MS),
-  })
-}
-
-/** Creates the first user over HTTP and signs them in; returns the session token. */
-async function signUpOwner(baseUrl: string): Promise<string> {
-  const created = await postJson(`${baseUrl}/api/v1/users/first`, OWNER)
-  if (created.status !== 201) throw new Error(`first user: ${created.status} ${await created.text()}`)
-  const login = await postJson(`${baseUrl}/api/v1/auth/login`, { login: OWNER.username, password: OWNER.password })
-  if (login.status !== 200) throw new Error(`login: ${login.status} ${await login.text()}`)
-  return (await login.json()).session_token
-}
-
 describe('oauth4webapi as the client', () => {
   let server: Awaited<ReturnType<typeof startTestServer>>
   let issuer: URL
@@ -47,7 +23,7 @@ describe('oauth4webapi as the client', () => {
   let resource: string
 
   beforeAll(async () => {
-    const port = await freePort()
+    const port = await findFreePort()
     server = await startTestServer({ port, publicUrl: `http://127.0.0.1:${port}` })
     issuer = new URL(server.deps.config.publicUrl)
     resource = `${issuer.origin}/api`
@@ -73,10 +49,7 @@ describe('oauth4webapi as the client', () => {
     return oauth.processDynamicClientRegistrationResponse(response)
   }
 
-  /**
-   * The user's part, scripted: GET the authorization URL with the session as a bearer token and,
-   * if the consent page comes back, POST the approval to the same URL. Returns the redirect.
-   */
+  /** An authorization request for `client`, approved by the owner; returns the redirect back to the client. */
   async function authorize(client: oauth.Client, codeChallenge: string, state: string): Promise<URL> {
     const url = new URL(as.authorization_endpoint!)
     url.search = new URLSearchParams({
@@ -89,21 +62,7 @@ describe('oauth4webapi as the client', () => {
       code_challenge: codeChallenge,
       code_challenge_method: 'S256',
     }).toString()
-    const bearer = { authorization: `Bearer ${sessionToken}` }
-    let response = await fetch(url, { headers: bearer, redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) })
-    if (response.status === 200) {
-      response = await fetch(url, {
-        method: 'POST',
-        headers: { ...bearer, 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ decision: 'approve' }),
-        redirect: 'manual',
-        signal: AbortSignal.timeout(TIMEOUT_MS),
-      })
-    }
-    const location = response.headers.get('location')
-    if (response.status < 300 || response.status >= 400 || !location)
-      throw new Error(`authorize: ${response.status} ${await response.text()}`)
-    return new URL(location)
+    return decideAsUser(url, sessionToken, 'approve', TIMEOUT_MS)
   }
 
   /** Authorization with PKCE, `validateAuthResponse`, then the code exchange. */
