@@ -1,96 +1,20 @@
 import { Elysia } from 'elysia'
-import { authenticateTokenCached, bearerToken } from '../auth/auth.service.ts'
 import type { AppDeps } from '../deps.ts'
 import { CORS_HEADERS, preflight } from '../oauth/http.ts'
-import { resourcesOf } from '../oauth/resource.ts'
-import { ALL_SCOPES, narrowScopes } from '../oauth/scope.ts'
-import { checkOriginAndHost } from './origin.ts'
-import { bearerChallenge, protectedResourceMetadata } from './protected-resource.ts'
-import { findTool, toolsForRole, type McpContext } from './tools.ts'
-import { answerToolCall, recogniseToolCall } from './fast-path.ts'
-import { createMcpEndpoint, warmUpMcp } from './transport.ts'
-
-const VERSION = '0.1.0'
-const SERVER_INFO = { name: 'gatehouse', version: VERSION }
-
-/** A JSON-RPC error outside any request (id null), as the transport answers refusals. */
-function rpcError(status: number, code: number, message: string, headers: Record<string, string> = {}): Response {
-  return Response.json({ jsonrpc: '2.0', error: { code, message }, id: null }, { status, headers })
-}
-
-/** Streamable HTTP needs a client that takes both JSON and SSE answers. */
-function acceptsMcpResponses(accept: string | null): boolean {
-  if (!accept) return false
-  const types = accept.split(',').map((part) => part.split(';')[0].trim().toLowerCase())
-  const any = types.includes('*/*')
-  return (any || types.includes('application/json')) && (any || types.includes('text/event-stream'))
-}
+import { protectedResourceMetadata } from './protected-resource.ts'
 
 /**
- * `/mcp`: the user's MCP endpoint (Streamable HTTP), and its RFC 9728 metadata. In front of the
- * SDK: DNS-rebinding checks, the bearer token (an OAuth token for this audience, a session or an
- * API token), and per-tool scopes, so a call that needs more scope gets a 403 a client can step
- * up from before any tool runs.
+ * `/mcp`, the user's MCP endpoint (Streamable HTTP), and its RFC 9728 metadata. The MCP SDK and the
+ * tools' compiled schemas take about a third of a cold start, so they load in the background right
+ * after start-up (a request that arrives first waits for them) and never delay `/healthz`.
  */
 export const mcpModule = (deps: AppDeps) => {
-  const { config } = deps
-  const audience = resourcesOf(config.publicUrl).mcp
-  const endpoint = createMcpEndpoint<McpContext>({
-    ...SERVER_INFO,
-    maxBodyBytes: config.maxBodyBytes,
-    toolsFor: (context) => toolsForRole(context.principal.user.role),
-    onError: (error) => deps.logger.debug('mcp request refused', { error: error.message }),
-  })
-  warmUpMcp()
-  const metadata = protectedResourceMetadata(config)
+  let handler: Promise<(request: Request) => Promise<Response>> | undefined
+  const load = () => (handler ??= import('./handler.ts').then((module) => module.createMcpRequestHandler(deps)))
+  setTimeout(load, 0)
+  const handle = async (request: Request) => (await load())(request)
+  const metadata = protectedResourceMetadata(deps.config)
   const serveMetadata = () => Response.json(metadata, { headers: { ...CORS_HEADERS, 'cache-control': 'public, max-age=300' } })
-
-  async function handle(request: Request): Promise<Response> {
-    const refused = checkOriginAndHost(request, config)
-    if (refused) return rpcError(403, -32000, `Forbidden: ${refused}`)
-
-    const token = bearerToken(request.headers.get('authorization'))
-    if (!token)
-      return rpcError(401, -32001, 'Authentication required', { 'www-authenticate': bearerChallenge(config) })
-    const principal = await authenticateTokenCached(deps, token)
-    if (!principal || (principal.oauth && principal.oauth.audience !== audience)) {
-      const description = principal ? `the token was issued for ${principal.oauth!.audience}, not ${audience}` : 'the token is invalid, expired or revoked'
-      return rpcError(401, -32001, `Invalid token: ${description}`, {
-        'www-authenticate': bearerChallenge(config, { error: 'invalid_token', description }),
-      })
-    }
-    const scopes = principal.oauth?.scopes ?? narrowScopes([...ALL_SCOPES], { role: principal.user.role })
-    if (!scopes.includes('mcp'))
-      return rpcError(403, -32001, 'Insufficient scope: the mcp scope is required', {
-        'www-authenticate': bearerChallenge(config, { error: 'insufficient_scope', scopes: ['mcp'] }),
-      })
-    const context: McpContext = { deps, principal, scopes }
-    const auth = {
-      token,
-      clientId: principal.oauth?.clientId ?? principal.via,
-      scopes,
-      ...(principal.expiresAt === null ? {} : { expiresAt: principal.expiresAt }),
-    }
-    if (request.method !== 'POST') return endpoint.handle(request, auth, context)
-
-    if (!acceptsMcpResponses(request.headers.get('accept')))
-      return rpcError(406, -32000, 'Not Acceptable: the client must accept both application/json and text/event-stream')
-    let body: unknown
-    try {
-      body = JSON.parse(await request.text())
-    } catch {
-      return rpcError(400, -32700, 'Parse error: the request body is not valid JSON')
-    }
-    const missing = missingScopes(body, context)
-    if (missing)
-      return rpcError(403, -32001, `Insufficient scope: this call needs ${missing.join(' ')}`, {
-        'www-authenticate': bearerChallenge(config, { error: 'insufficient_scope', scopes: missing }),
-      })
-    const call = config.mcpFastPath ? recogniseToolCall(request.headers, body) : undefined
-    const tool = call ? visibleTool(call.name, context) : undefined
-    const answered = call && tool ? await answerToolCall(call, tool, context, SERVER_INFO) : undefined
-    return answered ?? endpoint.handle(request, auth, context, body)
-  }
 
   return new Elysia({ name: 'mcp', detail: { tags: ['mcp'] } })
     .get('/.well-known/oauth-protected-resource/mcp', serveMetadata, {
@@ -107,27 +31,4 @@ export const mcpModule = (deps: AppDeps) => {
     })
     .get('/mcp', ({ request }) => handle(request), { detail: { summary: 'MCP endpoint: no server-initiated stream (405)' } })
     .delete('/mcp', ({ request }) => handle(request), { detail: { summary: 'MCP endpoint: no sessions to end (405)' } })
-}
-
-/** A tool by name, if the caller's role may see it. */
-function visibleTool(name: string, context: McpContext) {
-  const tool = findTool(name)
-  return tool && (!tool.roles || tool.roles.includes(context.principal.user.role as 'owner' | 'admin')) ? tool : undefined
-}
-
-/**
- * For a `tools/call` of a tool the caller's role may use, every scope it needs when the token lacks
- * one; otherwise undefined (unknown tools and other methods are left to the protocol's own errors).
- */
-function missingScopes(body: unknown, context: McpContext): string[] | undefined {
-  if (Array.isArray(body)) {
-    // A 2025-03-26 batch: the call needs whatever any of its messages needs.
-    const needed = new Set(body.flatMap((message) => missingScopes(message, context) ?? []))
-    return needed.size > 0 ? [...needed] : undefined
-  }
-  const message = body as { method?: unknown; params?: { name?: unknown } } | null
-  if (!message || typeof message !== 'object' || Array.isArray(message) || message.method !== 'tools/call') return undefined
-  const tool = typeof message.params?.name === 'string' ? visibleTool(message.params.name, context) : undefined
-  if (!tool) return undefined
-  return tool.scopes.every((scope) => context.scopes.includes(scope)) ? undefined : tool.scopes
 }

@@ -102,7 +102,9 @@ describe('graceful shutdown on SIGTERM', () => {
 
     const login = startSlowLogin(base)
     await withTimeout(login.firstHalfSent, 5_000, 'the first half of the login body to be sent')
-    await Bun.sleep(50) // let the server read the request head it was just sent
+    // Let the server read the request head it was just sent: until it has, the connection counts as
+    // idle and a stopping server may close it. Generous, because a loaded CI machine is slow.
+    await Bun.sleep(400)
 
     child.kill('SIGTERM')
     await withTimeout(stdout.waitFor('shutting down'), 5_000, 'the server to begin shutting down')
