@@ -88,14 +88,15 @@ export function createRequestHandler(deps: AppDeps, app: ReturnType<typeof creat
       const seconds = (performance.now() - started) / 1000
       const route = context.route ?? 'unmatched'
       metrics.observe(request.method, route, response.status, seconds)
-      logger.info('request', {
-        method: request.method,
-        path: path ?? '(malformed)',
-        route,
-        status: response.status,
-        duration_ms: Math.round(seconds * 100000) / 100,
-        ip: context.clientIp,
-      })
+      if (logger.enabled('info'))
+        logger.info('request', {
+          method: request.method,
+          path: path ?? '(malformed)',
+          route,
+          status: response.status,
+          duration_ms: Math.round(seconds * 100000) / 100,
+          ip: context.clientIp,
+        })
       return response
     })
   }

@@ -3,7 +3,7 @@ import type { AppDeps } from '../deps.ts'
 import { resourcesOf } from '../oauth/resource.ts'
 import { ALL_SCOPES, narrowScopes } from '../oauth/scope.ts'
 import { answerToolCall, recogniseToolCall } from './fast-path.ts'
-import { checkOriginAndHost } from './origin.ts'
+import { originAndHostCheck } from './origin.ts'
 import { bearerChallenge } from './protected-resource.ts'
 import { findTool, toolsForRole, type McpContext } from './tools.ts'
 import { createMcpEndpoint, warmUpMcp } from './transport.ts'
@@ -32,6 +32,13 @@ function acceptsMcpResponses(accept: string | null): boolean {
 export function createMcpRequestHandler(deps: AppDeps): (request: Request) => Promise<Response> {
   const { config } = deps
   const audience = resourcesOf(config.publicUrl).mcp
+  const checkOriginAndHost = originAndHostCheck(config)
+  /** What a session or API token may do: everything the role allows. */
+  const roleScopes = {
+    owner: narrowScopes([...ALL_SCOPES], { role: 'owner' }),
+    admin: narrowScopes([...ALL_SCOPES], { role: 'admin' }),
+    member: narrowScopes([...ALL_SCOPES], { role: 'member' }),
+  }
   const endpoint = createMcpEndpoint<McpContext>({
     ...SERVER_INFO,
     maxBodyBytes: config.maxBodyBytes,
@@ -41,7 +48,7 @@ export function createMcpRequestHandler(deps: AppDeps): (request: Request) => Pr
   warmUpMcp()
 
   async function handle(request: Request): Promise<Response> {
-    const refused = checkOriginAndHost(request, config)
+    const refused = checkOriginAndHost(request)
     if (refused) return rpcError(403, -32000, `Forbidden: ${refused}`)
 
     const token = bearerToken(request.headers.get('authorization'))
@@ -54,7 +61,7 @@ export function createMcpRequestHandler(deps: AppDeps): (request: Request) => Pr
         'www-authenticate': bearerChallenge(config, { error: 'invalid_token', description }),
       })
     }
-    const scopes = principal.oauth?.scopes ?? narrowScopes([...ALL_SCOPES], { role: principal.user.role })
+    const scopes = principal.oauth?.scopes ?? roleScopes[principal.user.role]
     if (!scopes.includes('mcp'))
       return rpcError(403, -32001, 'Insufficient scope: the mcp scope is required', {
         'www-authenticate': bearerChallenge(config, { error: 'insufficient_scope', scopes: ['mcp'] }),

@@ -15,15 +15,18 @@ function hostnameOf(host: string): string | undefined {
  * foreign origin must not drive the endpoint. A request that carries an Origin must come from the
  * public URL's origin; requests without one (native clients, agents) pass. When the public URL is
  * a loopback one, the Host header must name a loopback host too, which defeats a rebound DNS name.
- * Returns the reason to refuse, or undefined.
+ * The check returns the reason to refuse, or undefined.
  */
-export function checkOriginAndHost(request: Request, config: Config): string | undefined {
+export function originAndHostCheck(config: Config): (request: Request) => string | undefined {
   const publicUrl = new URL(config.publicUrl)
-  const origin = request.headers.get('origin')
-  if (origin && origin !== publicUrl.origin) return `requests from origin ${origin} are not allowed`
-  if (LOOPBACK_HOSTS.has(publicUrl.hostname)) {
-    const host = request.headers.get('host')
-    if (host && !LOOPBACK_HOSTS.has(hostnameOf(host) ?? '')) return `host ${host} is not allowed`
+  const loopback = LOOPBACK_HOSTS.has(publicUrl.hostname)
+  return (request) => {
+    const origin = request.headers.get('origin')
+    if (origin && origin !== publicUrl.origin) return `requests from origin ${origin} are not allowed`
+    if (loopback) {
+      const host = request.headers.get('host')
+      if (host && !LOOPBACK_HOSTS.has(hostnameOf(host) ?? '')) return `host ${host} is not allowed`
+    }
+    return undefined
   }
-  return undefined
 }

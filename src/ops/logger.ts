@@ -6,6 +6,8 @@ const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 4
 export type LogFields = Record<string, unknown>
 
 export interface Logger {
+  /** Whether lines of this level are written; lets hot paths skip building fields for nothing. */
+  enabled(level: LogLevel): boolean
   debug(message: string, fields?: LogFields): void
   info(message: string, fields?: LogFields): void
   warn(message: string, fields?: LogFields): void
@@ -27,6 +29,7 @@ export function createLogger(level: LogLevel, write: (line: string) => void = (l
     write(`${JSON.stringify(line)}\n`)
   }
   return {
+    enabled: (lineLevel) => RANK[lineLevel] >= RANK[level],
     debug: (message, fields) => log('debug', message, fields),
     info: (message, fields) => log('info', message, fields),
     warn: (message, fields) => log('warn', message, fields),
@@ -34,4 +37,4 @@ export function createLogger(level: LogLevel, write: (line: string) => void = (l
   }
 }
 
-export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} }
+export const silentLogger: Logger = { enabled: () => false, debug() {}, info() {}, warn() {}, error() {} }

@@ -19,12 +19,19 @@ export class HttpMetrics {
   private readonly requests = new Map<string, number>()
   private readonly latency = new Map<string, Histogram>()
   private readonly startedAt = Date.now()
+  /** Label strings by method and route, built once: observe() runs on every request. */
+  private readonly labels = new Map<string, string>()
 
   observe(method: string, route: string, status: number, seconds: number): void {
-    const requestKey = `method="${escapeLabel(method)}",route="${escapeLabel(route)}",status="${status}"`
+    const labelKey = `${method} ${route}`
+    let latencyKey = this.labels.get(labelKey)
+    if (latencyKey === undefined) {
+      latencyKey = `method="${escapeLabel(method)}",route="${escapeLabel(route)}"`
+      this.labels.set(labelKey, latencyKey)
+    }
+    const requestKey = `${latencyKey},status="${status}"`
     this.requests.set(requestKey, (this.requests.get(requestKey) ?? 0) + 1)
 
-    const latencyKey = `method="${escapeLabel(method)}",route="${escapeLabel(route)}"`
     let histogram = this.latency.get(latencyKey)
     if (!histogram) {
       histogram = { counts: BUCKETS.map(() => 0), sum: 0, count: 0 }
