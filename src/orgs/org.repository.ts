@@ -13,10 +13,6 @@ export async function findOrganizationById(db: Db, id: string): Promise<Organiza
   return db.selectFrom('organizations').selectAll().where('id', '=', id).executeTakeFirst()
 }
 
-export async function findOrganizationByName(db: Db, name: string): Promise<OrganizationRow | undefined> {
-  return db.selectFrom('organizations').selectAll().where('name', '=', name).executeTakeFirst()
-}
-
 export async function listOrganizations(db: Db): Promise<OrganizationRow[]> {
   return db.selectFrom('organizations').selectAll().orderBy('name').execute()
 }

@@ -9,10 +9,6 @@ export async function findSecretById(db: Kysely<Database>, id: string): Promise<
   return db.selectFrom('secrets').selectAll().where('id', '=', id).executeTakeFirst()
 }
 
-export async function deleteSecret(db: Kysely<Database>, id: string): Promise<void> {
-  await db.deleteFrom('secrets').where('id', '=', id).execute()
-}
-
 /** Up to `limit` secrets sealed with any key but `keyId`, in ID order after `afterId` (a cursor). */
 export async function listSecretsNotSealedWith(
   db: Kysely<Database>,

@@ -3,7 +3,6 @@ import { nowSeconds } from '../db/index.ts'
 import type { Database } from '../db/schema.ts'
 import { SecretKeyError, type Keyring } from './keyring.ts'
 import {
-  deleteSecret,
   findSecretById,
   insertSecret,
   listSecretsNotSealedWith,
@@ -35,8 +34,6 @@ export async function readSecret(db: Kysely<Database>, keyring: Keyring, id: str
   if (!row) return undefined
   return keyring.open({ keyId: row.key_id, ciphertext: row.ciphertext }, bindingOf(row.id, row.purpose))
 }
-
-export { deleteSecret }
 
 /**
  * Re-encrypts every secret not yet sealed with the active key, in batches. Rows written
