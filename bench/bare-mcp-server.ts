@@ -22,7 +22,12 @@ interface Answer {
 }
 
 const answers = (await Bun.file(path).json()) as Record<string, Answer>
-const byVersion = new Map(Object.entries(answers).map(([version, answer]) => [version, { type: answer.contentType, bytes: new TextEncoder().encode(answer.body) }]))
+const byVersion = new Map(
+  Object.entries(answers).map(([version, answer]) => [
+    version,
+    { type: answer.contentType, bytes: new TextEncoder().encode(answer.body) },
+  ]),
+)
 const fallback = byVersion.values().next().value
 if (!fallback) {
   process.stderr.write(`bare-mcp-server: no answers in ${path}\n`)

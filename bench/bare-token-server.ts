@@ -68,7 +68,8 @@ const q = {
 
 const sha256Hex = (text: string) => new Bun.CryptoHasher('sha256').update(text).digest('hex')
 const sha256Base64url = (text: string) => new Bun.CryptoHasher('sha256').update(text).digest('base64url')
-const randomToken = (prefix: string) => prefix + Buffer.from(crypto.getRandomValues(new Uint8Array(20))).toString('base64url')
+const randomToken = (prefix: string) =>
+  prefix + Buffer.from(crypto.getRandomValues(new Uint8Array(20))).toString('base64url')
 
 const HEADERS = { 'cache-control': 'no-store', pragma: 'no-cache' }
 const invalidGrant = () => Response.json({ error: 'invalid_grant' }, { status: 400, headers: HEADERS })
@@ -77,9 +78,24 @@ const invalidGrant = () => Response.json({ error: 'invalid_grant' }, { status: 4
 function issue(grant: Row, clientId: string, now: number) {
   const access = randomToken('gth_oat_')
   const refresh = randomToken('gth_ort_')
-  q.insertAccess.run(sha256Hex(access), grant.id, clientId, grant.user_id, grant.scope, grant.resource, now, now + ACCESS_TTL)
+  q.insertAccess.run(
+    sha256Hex(access),
+    grant.id,
+    clientId,
+    grant.user_id,
+    grant.scope,
+    grant.resource,
+    now,
+    now + ACCESS_TTL,
+  )
   q.insertRefresh.run(sha256Hex(refresh), grant.id, now, now + REFRESH_TTL)
-  return { access_token: access, token_type: 'Bearer', expires_in: ACCESS_TTL, scope: grant.scope, refresh_token: refresh }
+  return {
+    access_token: access,
+    token_type: 'Bearer',
+    expires_in: ACCESS_TTL,
+    scope: grant.scope,
+    refresh_token: refresh,
+  }
 }
 
 const exchange = db.transaction((grant: Row, codeHash: string, clientId: string, now: number) => {

@@ -122,14 +122,19 @@ async function main() {
       `the first ${Math.round(warmupMs / 1000)} s warm-up, ${HOST} only\n`,
   )
   const dir = await tempDir('gatehouse-bench-mcp-soak-')
-  const server = await start('gatehouse', GATEHOUSE, (_, base) => ({ GATEHOUSE_DATA_DIR: join(dir, 'gatehouse'), GATEHOUSE_PUBLIC_URL: base }))
+  const server = await start('gatehouse', GATEHOUSE, (_, base) => ({
+    GATEHOUSE_DATA_DIR: join(dir, 'gatehouse'),
+    GATEHOUSE_PUBLIC_URL: base,
+  }))
   const pid = server.child.pid
   try {
     const token = await signIn(server.base)
     const requests = VERSIONS.map((version) => requestFor(version, token))
     const url = `${server.base}/mcp`
     const idle = await memoryKiB(pid)
-    process.stdout.write(`  setup: 1 user signed in through the HTTP API; idle RSS ${mib(idle.rss)}, HWM ${mib(idle.hwm)}, pid ${pid}\n`)
+    process.stdout.write(
+      `  setup: 1 user signed in through the HTTP API; idle RSS ${mib(idle.rss)}, HWM ${mib(idle.hwm)}, pid ${pid}\n`,
+    )
 
     let nextId = 1
     let served = 0
@@ -145,7 +150,12 @@ async function main() {
         const { headers, body } = requests[id % requests.length]
         let problem: string | undefined
         try {
-          const response = await fetch(url, { method: 'POST', headers, body: body(id), signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
+          const response = await fetch(url, {
+            method: 'POST',
+            headers,
+            body: body(id),
+            signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+          })
           problem = checkAnswer(response.status, response.headers.get('content-type') ?? '', await response.text(), id)
         } catch (error) {
           problem = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
@@ -177,7 +187,12 @@ async function main() {
         const at = Math.min(next, deadline)
         await Bun.sleep(Math.max(0, at - performance.now()))
         if (failures >= MAX_FAILURES) return // the workers have stopped
-        const sample = { ms: performance.now() - started, requests: served, ...(await memoryKiB(pid)), heap: await heapKiB(server.base) }
+        const sample = {
+          ms: performance.now() - started,
+          requests: served,
+          ...(await memoryKiB(pid)),
+          heap: await heapKiB(server.base),
+        }
         samples.push(sample)
         if (at >= nextReport - 1 || at >= deadline) {
           report(sample)
@@ -192,7 +207,9 @@ async function main() {
     const end = await memoryKiB(pid)
 
     if (failures)
-      throw new Error(`${failures} tools/call failed (stopped at ${MAX_FAILURES}) after ${int(served)} good ones, the first:\n  ${firstFailures.join('\n  ')}`)
+      throw new Error(
+        `${failures} tools/call failed (stopped at ${MAX_FAILURES}) after ${int(served)} good ones, the first:\n  ${firstFailures.join('\n  ')}`,
+      )
 
     const steady = samples.filter((sample) => sample.ms >= warmupMs - 1)
     if (steady.length < 3) throw new Error(`only ${steady.length} sample(s) after the warm-up: run for longer`)
@@ -203,7 +220,12 @@ async function main() {
     const first = steady[0]
     const last = steady[steady.length - 1]
     // Flat below the threshold; growing only when the growth stands clear of the threshold by two standard errors.
-    const verdict = growth < FLAT_KIB_PER_1000 ? 'flat' : growth - 2 * growthError >= FLAT_KIB_PER_1000 ? 'GROWING' : 'UNCLEAR (within noise; run longer)'
+    const verdict =
+      growth < FLAT_KIB_PER_1000
+        ? 'flat'
+        : growth - 2 * growthError >= FLAT_KIB_PER_1000
+          ? 'GROWING'
+          : 'UNCLEAR (within noise; run longer)'
     process.stdout.write(
       `\n  ${int(served)} requests in ${elapsedS.toFixed(0)} s (${int(served / elapsedS)}/s), 0 failures; ` +
         `server CPU ${Math.round((100 * serverCpuS) / elapsedS)}% of one core\n` +

@@ -78,14 +78,21 @@ if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 300) {
   process.exit(2)
 }
 if (levels.length === 0 || levels.length > 10 || levels.some((c) => !Number.isInteger(c) || c < 1 || c > 1024)) {
-  process.stderr.write(`mcp: --concurrency must be 1 to 10 whole numbers from 1 to 1024, separated by commas, got "${values.concurrency}"\n`)
+  process.stderr.write(
+    `mcp: --concurrency must be 1 to 10 whole numbers from 1 to 1024, separated by commas, got "${values.concurrency}"\n`,
+  )
   process.exit(2)
 }
 
 // Bounded as a whole: setup, two starts and stops, and per phase its warm-up, its measured time and a request timeout
 // at each end.
 const phaseCount = 2 * VERSIONS.length * levels.length
-bound('mcp', 60_000 + 2 * (HEALTH_TIMEOUT_MS + STOP_TIMEOUT_MS) + phaseCount * (WARMUP_MS + seconds * 1000 + 2 * REQUEST_TIMEOUT_MS + 5_000))
+bound(
+  'mcp',
+  60_000 +
+    2 * (HEALTH_TIMEOUT_MS + STOP_TIMEOUT_MS) +
+    phaseCount * (WARMUP_MS + seconds * 1000 + 2 * REQUEST_TIMEOUT_MS + 5_000),
+)
 
 interface PhaseResult extends CpuUsage {
   requests: number
@@ -99,7 +106,13 @@ interface PhaseResult extends CpuUsage {
 let nextId = 1
 
 /** `concurrency` workers, each POSTing one tools/call after another until `ms` is up; every answer is checked. */
-async function run(server: Running, version: Version, token: string, concurrency: number, ms: number): Promise<PhaseResult> {
+async function run(
+  server: Running,
+  version: Version,
+  token: string,
+  concurrency: number,
+  ms: number,
+): Promise<PhaseResult> {
   const url = `${server.base}/mcp`
   const { headers, body } = requestFor(version, token)
   const checkId = server.kind === 'gatehouse' // the bare server's fixed bytes carry the id of the captured answer
@@ -118,10 +131,20 @@ async function run(server: Running, version: Version, token: string, concurrency
       const id = nextId++
       const requestStarted = performance.now()
       try {
-        const response = await fetch(url, { method: 'POST', headers, body: body(id), signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
+        const response = await fetch(url, {
+          method: 'POST',
+          headers,
+          body: body(id),
+          signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+        })
         const text = await response.text()
         latencies.push(performance.now() - requestStarted)
-        const problem = checkAnswer(response.status, response.headers.get('content-type') ?? '', text, checkId ? id : undefined)
+        const problem = checkAnswer(
+          response.status,
+          response.headers.get('content-type') ?? '',
+          text,
+          checkId ? id : undefined,
+        )
         if (problem) fail(problem)
       } catch (error) {
         latencies.push(performance.now() - requestStarted)
@@ -160,7 +183,10 @@ async function main() {
       `${seconds} s per phase after ${WARMUP_MS / 1000} s of warm-up, ${HOST} only\n`,
   )
   const dir = await tempDir('gatehouse-bench-mcp-')
-  const gatehouse = await start('gatehouse', GATEHOUSE, (_, base) => ({ GATEHOUSE_DATA_DIR: join(dir, 'gatehouse'), GATEHOUSE_PUBLIC_URL: base }))
+  const gatehouse = await start('gatehouse', GATEHOUSE, (_, base) => ({
+    GATEHOUSE_DATA_DIR: join(dir, 'gatehouse'),
+    GATEHOUSE_PUBLIC_URL: base,
+  }))
   let bare: Running | undefined
   try {
     const token = await signIn(gatehouse.base)
@@ -235,7 +261,9 @@ async function main() {
         const g = results.get(key('gatehouse', version, TARGET_RATIO_CONCURRENCY))!
         const b = results.get(key('bare', version, TARGET_RATIO_CONCURRENCY))!
         const ratio = g.rate / b.rate
-        targets.push(`ratio ${ratio.toFixed(2)} at c=${TARGET_RATIO_CONCURRENCY} (target ≥ ${TARGET_RATIO}: ${ratio >= TARGET_RATIO ? 'met' : 'MISSED'})`)
+        targets.push(
+          `ratio ${ratio.toFixed(2)} at c=${TARGET_RATIO_CONCURRENCY} (target ≥ ${TARGET_RATIO}: ${ratio >= TARGET_RATIO ? 'met' : 'MISSED'})`,
+        )
       }
       if (levels.includes(TARGET_ADDED_P50_CONCURRENCY)) {
         const g = results.get(key('gatehouse', version, TARGET_ADDED_P50_CONCURRENCY))!

@@ -78,7 +78,8 @@ if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) {
 const codeCount = Math.min(MAX_CODES, WARMUP_REQUESTS + Math.ceil(seconds * CODES_PER_SECOND))
 
 // Bounded as a whole: setup, two servers' starts, warm-ups, timed phases (plus a request timeout each) and stops.
-const budgetMs = 120_000 + 2 * (HEALTH_TIMEOUT_MS + STOP_TIMEOUT_MS + 2 * (seconds * 1000 + 2 * REQUEST_TIMEOUT_MS + 30_000))
+const budgetMs =
+  120_000 + 2 * (HEALTH_TIMEOUT_MS + STOP_TIMEOUT_MS + 2 * (seconds * 1000 + 2 * REQUEST_TIMEOUT_MS + 30_000))
 bound('oauth', budgetMs)
 
 const sha256Hex = (text: string) => new Bun.CryptoHasher('sha256').update(text).digest('hex')
@@ -215,10 +216,16 @@ async function run(
       }
       sent++
       const requestStarted = performance.now()
-      const response = await fetch(url, { method: 'POST', headers, body, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
+      const response = await fetch(url, {
+        method: 'POST',
+        headers,
+        body,
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      })
       const answer = await response.text()
       latencies.push(performance.now() - requestStarted)
-      if (response.status !== 200) throw new Error(`${server.kind}: POST /oauth2/token answered ${response.status} ${answer}`)
+      if (response.status !== 200)
+        throw new Error(`${server.kind}: POST /oauth2/token answered ${response.status} ${answer}`)
       onAnswer(JSON.parse(answer))
     }
   }
@@ -251,7 +258,11 @@ async function measure(server: Running, seed: Seed, codes: string[]): Promise<Re
   }
   const refreshBody = () =>
     nextToken < refreshTokens.length
-      ? new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshTokens[nextToken++], client_id: seed.clientId }).toString()
+      ? new URLSearchParams({
+          grant_type: 'refresh_token',
+          refresh_token: refreshTokens[nextToken++],
+          client_id: seed.clientId,
+        }).toString()
       : undefined
 
   await run(server, exchangeBody, keep, { requests: WARMUP_REQUESTS })
@@ -289,7 +300,10 @@ async function main() {
   const gatehouseDb = join(gatehouseDir, 'gatehouse.db')
   const bareDb = join(dir, 'bare.db')
 
-  const gatehouse = await start('gatehouse', GATEHOUSE, () => ({ GATEHOUSE_DATA_DIR: gatehouseDir, GATEHOUSE_PUBLIC_URL: `http://${HOST}` }))
+  const gatehouse = await start('gatehouse', GATEHOUSE, () => ({
+    GATEHOUSE_DATA_DIR: gatehouseDir,
+    GATEHOUSE_PUBLIC_URL: `http://${HOST}`,
+  }))
   const seed = await seedThroughApi(gatehouse.base, gatehouseDb)
   const copy = new Database(gatehouseDb)
   try {
@@ -326,7 +340,15 @@ async function main() {
     for (const phase of ['exchange', 'refresh'] as const) {
       const r = results[kind][phase]
       const phaseName = phase + (r.exhausted ? ' (codes ran out)' : '')
-      rows.push([kind, phaseName, int(r.requests), `${int(r.rate)}/s`, `${ms(r.p50)} ms`, `${ms(r.p99)} ms`, ...cpuColumns(r, cpus().length)])
+      rows.push([
+        kind,
+        phaseName,
+        int(r.requests),
+        `${int(r.rate)}/s`,
+        `${ms(r.p50)} ms`,
+        `${ms(r.p99)} ms`,
+        ...cpuColumns(r, cpus().length),
+      ])
     }
   process.stdout.write(table(header, rows, 2))
   process.stdout.write(

@@ -62,7 +62,12 @@ const freshDir = () => tempDir('gatehouse-bench-')
 
 /** Spawns one server, waits for /healthz, lets it idle, reads its RSS and stops it. */
 async function measure(kind: Kind, dataDir: string): Promise<Sample> {
-  const server = await start(kind, COMMANDS[kind], (_, base) => ({ GATEHOUSE_PUBLIC_URL: base, GATEHOUSE_DATA_DIR: dataDir }), POLL_MS)
+  const server = await start(
+    kind,
+    COMMANDS[kind],
+    (_, base) => ({ GATEHOUSE_PUBLIC_URL: base, GATEHOUSE_DATA_DIR: dataDir }),
+    POLL_MS,
+  )
   try {
     await Bun.sleep(IDLE_MS)
     return { startMs: server.startMs, rssMiB: (await memoryKiB(server.child.pid)).rss / 1024 }

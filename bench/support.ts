@@ -151,9 +151,12 @@ export async function start<Kind extends string>(
   const output = Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()])
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null)
-      throw new Error(`${kind} exited (${child.exitCode ?? child.signalCode}) before it was healthy:\n${(await output).join('')}`)
+      throw new Error(
+        `${kind} exited (${child.exitCode ?? child.signalCode}) before it was healthy:\n${(await output).join('')}`,
+      )
     if (await healthy(url)) return { kind, child, base, output, startMs: performance.now() - started }
-    if (performance.now() - started > HEALTH_TIMEOUT_MS) throw new Error(`${kind} was not healthy on ${url} within ${HEALTH_TIMEOUT_MS} ms`)
+    if (performance.now() - started > HEALTH_TIMEOUT_MS)
+      throw new Error(`${kind} was not healthy on ${url} within ${HEALTH_TIMEOUT_MS} ms`)
     await Bun.sleep(pollMs)
   }
 }
@@ -170,7 +173,9 @@ export async function stop(server: Server, show: ShowOutput = 'stderr') {
   if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
   const exited = await Promise.race([child.exited.then(() => true), Bun.sleep(STOP_TIMEOUT_MS).then(() => false)])
   if (!exited) {
-    process.stderr.write(`${benchName}: ${server.kind} (pid ${child.pid}) ignored SIGTERM for ${STOP_TIMEOUT_MS} ms, killing it\n`)
+    process.stderr.write(
+      `${benchName}: ${server.kind} (pid ${child.pid}) ignored SIGTERM for ${STOP_TIMEOUT_MS} ms, killing it\n`,
+    )
     child.kill('SIGKILL')
     await child.exited
   }
@@ -180,7 +185,9 @@ export async function stop(server: Server, show: ShowOutput = 'stderr') {
   if (show !== 'stderr') {
     const logged = stdout.split('\n').filter((line) => line.trim() && !show.expected.test(line))
     if (logged.length)
-      process.stderr.write(`${benchName}: ${server.kind} logged ${logged.length} line(s), the first:\n${logged.slice(0, 5).join('\n')}\n`)
+      process.stderr.write(
+        `${benchName}: ${server.kind} logged ${logged.length} line(s), the first:\n${logged.slice(0, 5).join('\n')}\n`,
+      )
   }
   if (stderr.trim()) process.stderr.write(`${benchName}: ${server.kind} wrote to stderr:\n${stderr.trim()}\n`)
 }
@@ -198,9 +205,17 @@ export async function expectStatus(response: Response, status: number, what: str
 /** First user and a login through Gatehouse's HTTP API; returns the session token, the bearer of what follows. */
 export async function signIn(base: string): Promise<string> {
   const json = { 'content-type': 'application/json' }
-  await expectStatus(await call(base, '/api/v1/users/first', { method: 'POST', headers: json, body: JSON.stringify(USER) }), 201, 'first user')
+  await expectStatus(
+    await call(base, '/api/v1/users/first', { method: 'POST', headers: json, body: JSON.stringify(USER) }),
+    201,
+    'first user',
+  )
   const login = await expectStatus(
-    await call(base, '/api/v1/auth/login', { method: 'POST', headers: json, body: JSON.stringify({ login: USER.username, password: USER.password }) }),
+    await call(base, '/api/v1/auth/login', {
+      method: 'POST',
+      headers: json,
+      body: JSON.stringify({ login: USER.username, password: USER.password }),
+    }),
     200,
     'login',
   )
@@ -271,7 +286,12 @@ export function quantile(sorted: number[], q: number): number {
 /** Request count, rate, p50 and p99 of a phase's latencies (sorted in place). */
 export function latencyStats(latencies: number[], elapsedS: number) {
   latencies.sort((a, b) => a - b)
-  return { requests: latencies.length, rate: latencies.length / elapsedS, p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99) }
+  return {
+    requests: latencies.length,
+    rate: latencies.length / elapsedS,
+    p50: quantile(latencies, 0.5),
+    p99: quantile(latencies, 0.99),
+  }
 }
 
 /** A whole number with thousands separators: 12,345. */
@@ -300,7 +320,8 @@ export function cpuColumns(r: CpuUsage & { requests: number }, cores: number): s
 /** A text table, a blank line before and after: the first `leftColumns` columns left-aligned, the rest right-aligned. */
 export function table(header: string[], rows: string[][], leftColumns: number): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((cells) => cells[i].length)))
-  const line = (cells: string[]) => cells.map((cell, i) => (i < leftColumns ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ')
+  const line = (cells: string[]) =>
+    cells.map((cell, i) => (i < leftColumns ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ')
   return `\n${line(header)}\n${rows.map(line).join('\n')}\n\n`
 }
 
@@ -313,7 +334,10 @@ export type Version = (typeof VERSIONS)[number]
 export const EXPECTED_LOG = /GATEHOUSE_ENCRYPTION_KEYS is not set/
 
 /** The headers and body of one tools/call in a wire format. */
-export function requestFor(version: Version, token: string): { headers: Record<string, string>; body: (id: number) => string } {
+export function requestFor(
+  version: Version,
+  token: string,
+): { headers: Record<string, string>; body: (id: number) => string } {
   const headers: Record<string, string> = {
     authorization: `Bearer ${token}`,
     'content-type': 'application/json',
@@ -325,10 +349,14 @@ export function requestFor(version: Version, token: string): { headers: Record<s
       headers,
       body: (id) => `{"jsonrpc":"2.0","id":${id},"method":"tools/call","params":{"name":"${TOOL}","arguments":{}}}`,
     }
-  const meta = JSON.stringify({ 'io.modelcontextprotocol/protocolVersion': version, 'io.modelcontextprotocol/clientCapabilities': {} })
+  const meta = JSON.stringify({
+    'io.modelcontextprotocol/protocolVersion': version,
+    'io.modelcontextprotocol/clientCapabilities': {},
+  })
   return {
     headers: { ...headers, 'mcp-method': 'tools/call', 'mcp-name': TOOL },
-    body: (id) => `{"jsonrpc":"2.0","id":${id},"method":"tools/call","params":{"name":"${TOOL}","arguments":{},"_meta":${meta}}}`,
+    body: (id) =>
+      `{"jsonrpc":"2.0","id":${id},"method":"tools/call","params":{"name":"${TOOL}","arguments":{},"_meta":${meta}}}`,
   }
 }
 
@@ -358,7 +386,12 @@ function messagesOf(contentType: string, text: string): RpcMessage[] {
  * Why an answer is not the expected tools/call result (200, the signed-in user's username in structuredContent and,
  * unless `id` is undefined, the request's id), or undefined when it is.
  */
-export function checkAnswer(status: number, contentType: string, text: string, id: number | undefined): string | undefined {
+export function checkAnswer(
+  status: number,
+  contentType: string,
+  text: string,
+  id: number | undefined,
+): string | undefined {
   if (status !== 200) return `status ${status}: ${text.slice(0, 300)}`
   let messages: RpcMessage[]
   try {
@@ -370,6 +403,7 @@ export function checkAnswer(status: number, contentType: string, text: string, i
   if (!answer) return `no JSON-RPC answer in the ${contentType} body: ${text.slice(0, 300)}`
   if (id !== undefined && answer.id !== id) return `answer id ${JSON.stringify(answer.id)} for request id ${id}`
   if (answer.error || answer.result?.isError) return `an error answer: ${text.slice(0, 300)}`
-  if (answer.result?.structuredContent?.username !== USER.username) return `no username "${USER.username}" in: ${text.slice(0, 300)}`
+  if (answer.result?.structuredContent?.username !== USER.username)
+    return `no username "${USER.username}" in: ${text.slice(0, 300)}`
   return undefined
 }

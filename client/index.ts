@@ -20,7 +20,10 @@ export function createClient(baseUrl: string, { token, ...config }: ClientOption
   return treaty<App>(baseUrl, { ...config, headers: mergeHeaders(headers, config.headers) })
 }
 
-function mergeHeaders(first: Record<string, string> | undefined, rest: Treaty.Config['headers']): Treaty.Config['headers'] {
+function mergeHeaders(
+  first: Record<string, string> | undefined,
+  rest: Treaty.Config['headers'],
+): Treaty.Config['headers'] {
   if (!first) return rest
   if (!rest) return first
   return [first, ...(Array.isArray(rest) ? rest : [rest])]

@@ -88,7 +88,11 @@ async function main(): Promise<number> {
           return { code: await server.exited, signal: server.signalCode }
         },
       },
-      { healthTimeoutMs: HEALTH_TIMEOUT_MS, exitTimeoutMs: EXIT_TIMEOUT_MS, readyzLabel: 'embedded migrations applied' },
+      {
+        healthTimeoutMs: HEALTH_TIMEOUT_MS,
+        exitTimeoutMs: EXIT_TIMEOUT_MS,
+        readyzLabel: 'embedded migrations applied',
+      },
     )
 
     process.stdout.write(`binary smoke test passed in ${seconds(started)}\n`)
@@ -110,6 +114,7 @@ async function main(): Promise<number> {
 try {
   process.exit(await main())
 } catch (error) {
-  if (!(error instanceof CheckFailed)) process.stderr.write(`binary smoke test crashed: ${error instanceof Error ? error.stack : String(error)}\n`)
+  if (!(error instanceof CheckFailed))
+    process.stderr.write(`binary smoke test crashed: ${error instanceof Error ? error.stack : String(error)}\n`)
   process.exit(1)
 }

@@ -123,7 +123,11 @@ async function main(api: DenoApi): Promise<number> {
           return status
         },
       },
-      { healthTimeoutMs: HEALTH_TIMEOUT_MS, exitTimeoutMs: EXIT_TIMEOUT_MS, readyzLabel: 'migrations applied through node:sqlite' },
+      {
+        healthTimeoutMs: HEALTH_TIMEOUT_MS,
+        exitTimeoutMs: EXIT_TIMEOUT_MS,
+        readyzLabel: 'migrations applied through node:sqlite',
+      },
     )
 
     console.log(`deno smoke test passed in ${seconds(started)}`)
@@ -144,6 +148,7 @@ async function main(api: DenoApi): Promise<number> {
 try {
   deno.exit(await main(deno))
 } catch (error) {
-  if (!(error instanceof CheckFailed)) console.error(`deno smoke test crashed: ${error instanceof Error ? error.stack : String(error)}`)
+  if (!(error instanceof CheckFailed))
+    console.error(`deno smoke test crashed: ${error instanceof Error ? error.stack : String(error)}`)
   deno.exit(1)
 }

@@ -39,7 +39,8 @@ const OWNER = { email: 'owner@example.com', username: 'owner', password: 'owner-
 
 async function expectStatus(response: Response, expected: number): Promise<any> {
   const text = await response.text()
-  if (response.status !== expected) throw new Error(`expected ${expected}, got ${response.status}: ${text.slice(0, 300)}`)
+  if (response.status !== expected)
+    throw new Error(`expected ${expected}, got ${response.status}: ${text.slice(0, 300)}`)
   return text ? JSON.parse(text) : undefined
 }
 
@@ -100,7 +101,10 @@ export async function checkServer(
   })
 
   await check('GET /api/v1/users/me = 200 as owner', async () => {
-    const me = await expectStatus(await fetch(`${base}/api/v1/users/me`, { headers: { authorization: `Bearer ${token}` } }), 200)
+    const me = await expectStatus(
+      await fetch(`${base}/api/v1/users/me`, { headers: { authorization: `Bearer ${token}` } }),
+      200,
+    )
     if (me?.username !== OWNER.username) throw new Error(`signed in as ${JSON.stringify(me?.username)}`)
     return ''
   })

@@ -46,7 +46,10 @@ export function createApp(deps: AppDeps) {
       if (error instanceof ApiError) return error.toResponse()
       if (path.startsWith('/oauth2/') && (code === 'PARSE' || code === 'VALIDATION'))
         return withHeaders(
-          new OAuthError('invalid_request', code === 'PARSE' ? 'the request body could not be parsed' : error.message).toResponse(),
+          new OAuthError(
+            'invalid_request',
+            code === 'PARSE' ? 'the request body could not be parsed' : error.message,
+          ).toResponse(),
           CORS_HEADERS,
         )
       switch (code) {
@@ -55,7 +58,10 @@ export function createApp(deps: AppDeps) {
         case 'PARSE':
           return jsonError(400, {
             message: 'Malformed request body',
-            detail: error.cause instanceof Error ? error.cause.message : 'The body could not be parsed as its content type says',
+            detail:
+              error.cause instanceof Error
+                ? error.cause.message
+                : 'The body could not be parsed as its content type says',
           })
         case 'VALIDATION':
           return jsonError(422, { message: `Invalid request ${error.type}`, validations: validationDetails(error) })
@@ -64,7 +70,10 @@ export function createApp(deps: AppDeps) {
           return jsonError(400, { message: error.message })
       }
       logger.error('unhandled error', { error, method: request.method, path })
-      return jsonError(500, { message: 'Internal server error', detail: `request ${currentRequestContext()?.requestId ?? ''}`.trim() })
+      return jsonError(500, {
+        message: 'Internal server error',
+        detail: `request ${currentRequestContext()?.requestId ?? ''}`.trim(),
+      })
     })
     .use(
       openapi({
@@ -72,7 +81,11 @@ export function createApp(deps: AppDeps) {
         // Route paths with a dot (/.well-known/…) would otherwise be taken for static files and left out.
         exclude: { staticFile: false },
         documentation: {
-          info: { title: 'Gatehouse API', version: VERSION, description: 'Management API of the Gatehouse MCP gateway' },
+          info: {
+            title: 'Gatehouse API',
+            version: VERSION,
+            description: 'Management API of the Gatehouse MCP gateway',
+          },
           components: {
             securitySchemes: {
               bearer: { type: 'http', scheme: 'bearer', description: 'Session token, API token or OAuth access token' },

@@ -80,7 +80,13 @@ async function createAdminCommand(config: Config, args: string[]) {
     const first = (await countUsers(deps.db)) === 0
     const user = await createUser(
       deps.db,
-      { email: values.email, username: values.username, password, display_name: values['display-name'], role: first ? 'owner' : 'admin' },
+      {
+        email: values.email,
+        username: values.username,
+        password,
+        display_name: values['display-name'],
+        role: first ? 'owner' : 'admin',
+      },
       { firstUser: first },
     )
     process.stdout.write(`created ${user.role} ${user.username} <${user.email}>\n`)
@@ -97,7 +103,9 @@ async function rotateKeyCommand(config: Config) {
     await migrateToLatest(db, dialect)
     const keyring = await loadKeyring(config, logger)
     const { rotated, skipped } = await rotateSecrets(db, keyring)
-    process.stdout.write(`re-encrypted ${rotated} secret(s) with key "${keyring.activeKeyId}"${skipped ? `; ${skipped} changed meanwhile and were left as written` : ''}\n`)
+    process.stdout.write(
+      `re-encrypted ${rotated} secret(s) with key "${keyring.activeKeyId}"${skipped ? `; ${skipped} changed meanwhile and were left as written` : ''}\n`,
+    )
   } finally {
     await db.destroy()
   }

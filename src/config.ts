@@ -106,7 +106,10 @@ function parseDatabaseUrl(raw: string): string {
 /** `id:base64key,id:base64key`, newest first. Each key is 32 bytes (AES-256). */
 export function parseEncryptionKeys(raw: string): EncryptionKeySpec[] {
   const keys: EncryptionKeySpec[] = []
-  for (const entry of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const entry of raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const separator = entry.indexOf(':')
     const id = separator > 0 ? entry.slice(0, separator) : ''
     if (!/^[A-Za-z0-9_-]{1,32}$/.test(id))
@@ -151,7 +154,8 @@ export const VARIABLES: Variable<keyof Config>[] = [
     name: 'DATABASE_URL',
     field: 'databaseUrl',
     default: undefined,
-    description: '`sqlite:<path>`, `:memory:` or `postgres://user@host:port/db` (default `sqlite:$GATEHOUSE_DATA_DIR/gatehouse.db`)',
+    description:
+      '`sqlite:<path>`, `:memory:` or `postgres://user@host:port/db` (default `sqlite:$GATEHOUSE_DATA_DIR/gatehouse.db`)',
     parse: parseDatabaseUrl,
   },
   {
@@ -233,7 +237,8 @@ export const VARIABLES: Variable<keyof Config>[] = [
     name: 'GATEHOUSE_REFRESH_GRACE',
     field: 'refreshGraceSeconds',
     default: '10s',
-    description: 'How long a just-used refresh token may be retried (a client that lost the response); reuse after that revokes the grant',
+    description:
+      'How long a just-used refresh token may be retried (a client that lost the response); reuse after that revokes the grant',
     parse: parseDuration,
   },
   {
@@ -268,7 +273,8 @@ export const VARIABLES: Variable<keyof Config>[] = [
     name: 'GATEHOUSE_MCP_FAST_PATH',
     field: 'mcpFastPath',
     default: 'true',
-    description: 'Answer plain `tools/call` requests without building a per-request SDK server (same bytes, a fraction of the cost)',
+    description:
+      'Answer plain `tools/call` requests without building a per-request SDK server (same bytes, a fraction of the cost)',
     parse: parseBoolean,
   },
 ]

@@ -49,7 +49,8 @@ export async function authenticateToken(deps: AuthDeps, token: string): Promise<
   if (kind === 'session') {
     const found = await findSessionUser(deps.db, tokenHash, now)
     if (!found) return undefined
-    if (found.lastUsedAt < now - TOUCH_INTERVAL_SECONDS) recordActivity(deps, found.user.id, () => touchSession(deps.db, tokenHash, now))
+    if (found.lastUsedAt < now - TOUCH_INTERVAL_SECONDS)
+      recordActivity(deps, found.user.id, () => touchSession(deps.db, tokenHash, now))
     return { user: found.user, via: 'session', credentialId: tokenHash, expiresAt: found.expiresAt }
   }
   if (kind === 'oauthAccess') {
@@ -84,7 +85,12 @@ export async function authenticateTokenCached(deps: AuthDeps, token: string): Pr
   const snapshot = principalCache.snapshot()
   const principal = await authenticateToken(deps, token)
   if (principal)
-    principalCache.set(tokenHash, principal, principal.expiresAt === null ? Number.POSITIVE_INFINITY : principal.expiresAt * 1000, snapshot)
+    principalCache.set(
+      tokenHash,
+      principal,
+      principal.expiresAt === null ? Number.POSITIVE_INFINITY : principal.expiresAt * 1000,
+      snapshot,
+    )
   return principal
 }
 

@@ -12,7 +12,8 @@ const LOGIN_CSRF_COOKIE = 'gatehouse_login_csrf'
 
 /** Only a path on this server may follow a sign-in: never another origin (an open redirect). */
 export function safeNext(next: unknown, fallback: string): string {
-  if (typeof next !== 'string' || !next.startsWith('/') || next.startsWith('//') || next.startsWith('/\\')) return fallback
+  if (typeof next !== 'string' || !next.startsWith('/') || next.startsWith('//') || next.startsWith('/\\'))
+    return fallback
   return next
 }
 
@@ -63,8 +64,22 @@ export const loginPageModule = (deps: AppDeps) => {
             userAgent: headers['user-agent'] ?? null,
           })
           const expires = new Date(result.expiresAt * 1000)
-          cookie[SESSION_COOKIE].set({ value: result.sessionToken, httpOnly: true, secure, sameSite: 'lax', path: '/', expires })
-          cookie[CSRF_COOKIE].set({ value: result.csrfToken, httpOnly: false, secure, sameSite: 'lax', path: '/', expires })
+          cookie[SESSION_COOKIE].set({
+            value: result.sessionToken,
+            httpOnly: true,
+            secure,
+            sameSite: 'lax',
+            path: '/',
+            expires,
+          })
+          cookie[CSRF_COOKIE].set({
+            value: result.csrfToken,
+            httpOnly: false,
+            secure,
+            sameSite: 'lax',
+            path: '/',
+            expires,
+          })
           cookie[LOGIN_CSRF_COOKIE].remove()
           return redirect(next, 303)
         } catch (error) {

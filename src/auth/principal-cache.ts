@@ -43,7 +43,13 @@ export class PrincipalCache {
   }
 
   /** Caches a principal until the TTL or the credential's own expiry, whichever comes first. */
-  set(tokenHash: string, principal: Principal, credentialExpiresAtMs: number, snapshot: number, now = Date.now()): void {
+  set(
+    tokenHash: string,
+    principal: Principal,
+    credentialExpiresAtMs: number,
+    snapshot: number,
+    now = Date.now(),
+  ): void {
     if (snapshot !== this.generation || now < this.quietUntil) return
     if (this.entries.size >= this.maxEntries) this.entries.clear()
     this.entries.set(tokenHash, {

@@ -21,7 +21,14 @@ export const authModule = (deps: AppDeps) => {
   const secure = deps.config.publicUrl.startsWith('https://')
   return new Elysia({ name: 'auth.routes', prefix: '/api/v1/auth', detail: { tags: ['auth'] } })
     .use(authPlugin(deps))
-    .model({ ...ErrorModel, 'auth.login': t.Object({ login: t.String({ minLength: 1, maxLength: 254, description: 'Email or username' }), password: t.String({ minLength: 1, maxLength: 256 }) }), 'auth.session': loginResponse })
+    .model({
+      ...ErrorModel,
+      'auth.login': t.Object({
+        login: t.String({ minLength: 1, maxLength: 254, description: 'Email or username' }),
+        password: t.String({ minLength: 1, maxLength: 256 }),
+      }),
+      'auth.session': loginResponse,
+    })
     .post(
       '/login',
       async ({ body, cookie, headers }) => {
@@ -32,8 +39,22 @@ export const authModule = (deps: AppDeps) => {
           userAgent: headers['user-agent'] ?? null,
         })
         const expires = new Date(result.expiresAt * 1000)
-        cookie[SESSION_COOKIE].set({ value: result.sessionToken, httpOnly: true, secure, sameSite: 'lax', path: '/', expires })
-        cookie[CSRF_COOKIE].set({ value: result.csrfToken, httpOnly: false, secure, sameSite: 'lax', path: '/', expires })
+        cookie[SESSION_COOKIE].set({
+          value: result.sessionToken,
+          httpOnly: true,
+          secure,
+          sameSite: 'lax',
+          path: '/',
+          expires,
+        })
+        cookie[CSRF_COOKIE].set({
+          value: result.csrfToken,
+          httpOnly: false,
+          secure,
+          sameSite: 'lax',
+          path: '/',
+          expires,
+        })
         return {
           session_token: result.sessionToken,
           csrf_token: result.csrfToken,

@@ -39,7 +39,10 @@ export async function deleteExpiredSessions(db: Kysely<Database>, now: number): 
   await db.deleteFrom('sessions').where('expires_at', '<=', now).execute()
 }
 
-export async function deleteSessionsOfUser(db: Kysely<Database> | Transaction<Database>, userId: string): Promise<void> {
+export async function deleteSessionsOfUser(
+  db: Kysely<Database> | Transaction<Database>,
+  userId: string,
+): Promise<void> {
   await db.deleteFrom('sessions').where('user_id', '=', userId).execute()
   principalCache.invalidate()
 }

@@ -84,9 +84,12 @@ export async function migrateToLatest(db: Kysely<any>, dialect: Dialect, root?: 
     ({ error, results } = await (await createMigrator(db, dialect, root)).migrateToLatest())
   if (error) {
     const failed = results?.find((result) => result.status === 'Error')?.migrationName
-    throw new Error(`migration ${failed ?? '(setup)'} failed: ${error instanceof Error ? error.message : String(error)}`, {
-      cause: error,
-    })
+    throw new Error(
+      `migration ${failed ?? '(setup)'} failed: ${error instanceof Error ? error.message : String(error)}`,
+      {
+        cause: error,
+      },
+    )
   }
   return (results ?? []).filter((result) => result.status === 'Success').map((result) => result.migrationName)
 }

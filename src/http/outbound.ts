@@ -60,7 +60,7 @@ function isPrivateIpv4(address: string): boolean {
   const value = ipv4ToNumber(address)
   return PRIVATE_V4.some(([base, bits]) => {
     const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0
-    return ((value & mask) >>> 0) === ((ipv4ToNumber(base) & mask) >>> 0)
+    return (value & mask) >>> 0 === (ipv4ToNumber(base) & mask) >>> 0
   })
 }
 
@@ -95,7 +95,8 @@ export function isPrivateAddress(address: string): boolean {
   const g = ipv6Groups(plain)
   const zeroPrefix = (n: number) => g.slice(0, n).every((group) => group === 0)
   if (zeroPrefix(5) && g[5] === 0xffff) return isPrivateIpv4(ipv4FromGroups(g[6], g[7])) // ::ffff:0:0/96
-  if (g[0] === 0x64 && g[1] === 0xff9b && g.slice(2, 6).every((x) => x === 0)) return isPrivateIpv4(ipv4FromGroups(g[6], g[7]))
+  if (g[0] === 0x64 && g[1] === 0xff9b && g.slice(2, 6).every((x) => x === 0))
+    return isPrivateIpv4(ipv4FromGroups(g[6], g[7]))
   if (zeroPrefix(6)) return true // ::, ::1 and the deprecated IPv4-compatible ::a.b.c.d
   return (
     (g[0] & 0xfe00) === 0xfc00 || // fc00::/7 unique local
@@ -111,7 +112,8 @@ async function assertPublicDestination(hostname: string, policy: OutboundPolicy)
   const addresses = isIP(host) ? [host] : (await lookup(host, { all: true }).catch(() => [])).map((a) => a.address)
   if (addresses.length === 0) throw new OutboundError(`${hostname} does not resolve`)
   const blocked = addresses.find(isPrivateAddress)
-  if (blocked) throw new OutboundError(`${hostname} resolves to a private or loopback address (${blocked}), which is not allowed`)
+  if (blocked)
+    throw new OutboundError(`${hostname} resolves to a private or loopback address (${blocked}), which is not allowed`)
 }
 
 let caCache: { file: string; pem: string } | undefined
@@ -131,7 +133,11 @@ async function readCapped(response: Response, maxBytes: number): Promise<Uint8Ar
   return body
 }
 
-export async function guardedFetch(rawUrl: string, policy: OutboundPolicy, request: OutboundRequest): Promise<OutboundResponse> {
+export async function guardedFetch(
+  rawUrl: string,
+  policy: OutboundPolicy,
+  request: OutboundRequest,
+): Promise<OutboundResponse> {
   let url: URL
   try {
     url = new URL(rawUrl)
@@ -151,7 +157,10 @@ export async function guardedFetch(rawUrl: string, policy: OutboundPolicy, reque
       ...(ca ? { tls: { ca } } : {}),
     } as RequestInit)
   } catch (error) {
-    const reason = error instanceof Error && error.name === 'TimeoutError' ? `no answer within ${request.timeoutMs} ms` : 'the request failed'
+    const reason =
+      error instanceof Error && error.name === 'TimeoutError'
+        ? `no answer within ${request.timeoutMs} ms`
+        : 'the request failed'
     throw new OutboundError(reason)
   }
   if (response.status >= 300 && response.status < 400) {

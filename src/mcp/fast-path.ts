@@ -21,7 +21,12 @@ export interface ToolCall {
   args: Record<string, unknown>
 }
 
-type Message = { jsonrpc?: unknown; id?: unknown; method?: unknown; params?: { name?: unknown; arguments?: unknown; _meta?: Record<string, unknown> } }
+type Message = {
+  jsonrpc?: unknown
+  id?: unknown
+  method?: unknown
+  params?: { name?: unknown; arguments?: unknown; _meta?: Record<string, unknown> }
+}
 
 const MESSAGE_KEYS = new Set(['jsonrpc', 'id', 'method', 'params'])
 const PARAMS_KEYS = new Set(['name', 'arguments', '_meta'])
@@ -51,7 +56,8 @@ export function recogniseToolCall(headers: Headers, body: unknown): ToolCall | u
   if (typeof params.name !== 'string') return undefined
   const args = params.arguments === undefined ? {} : params.arguments
   if (!isPlainObject(args)) return undefined
-  if (!/^application\/json\b/i.test(headers.get('content-type') ?? '') || !acceptsBoth(headers.get('accept'))) return undefined
+  if (!/^application\/json\b/i.test(headers.get('content-type') ?? '') || !acceptsBoth(headers.get('accept')))
+    return undefined
 
   const version = headers.get('mcp-protocol-version')
   const meta = params._meta
@@ -80,7 +86,10 @@ export async function answerToolCall(
   try {
     result = await tool.run(context, call.args)
   } catch (error) {
-    result = { content: [{ type: 'text', text: error instanceof Error ? error.message : String(error) }], isError: true }
+    result = {
+      content: [{ type: 'text', text: error instanceof Error ? error.message : String(error) }],
+      isError: true,
+    }
   }
   if (call.era === 'modern') {
     const body = JSON.stringify({
@@ -92,6 +101,10 @@ export async function answerToolCall(
   }
   const body = `event: message\ndata: ${JSON.stringify({ result, jsonrpc: '2.0', id: call.id })}\n\n`
   return new Response(body, {
-    headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', 'x-accel-buffering': 'no' },
+    headers: {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache, no-transform',
+      'x-accel-buffering': 'no',
+    },
   })
 }

@@ -52,11 +52,12 @@ export function createMcpRequestHandler(deps: AppDeps): (request: Request) => Pr
     if (refused) return rpcError(403, -32000, `Forbidden: ${refused}`)
 
     const token = bearerToken(request.headers.get('authorization'))
-    if (!token)
-      return rpcError(401, -32001, 'Authentication required', { 'www-authenticate': bearerChallenge(config) })
+    if (!token) return rpcError(401, -32001, 'Authentication required', { 'www-authenticate': bearerChallenge(config) })
     const principal = await authenticateTokenCached(deps, token)
     if (!principal || (principal.oauth && principal.oauth.audience !== audience)) {
-      const description = principal ? `the token was issued for ${principal.oauth!.audience}, not ${audience}` : 'the token is invalid, expired or revoked'
+      const description = principal
+        ? `the token was issued for ${principal.oauth!.audience}, not ${audience}`
+        : 'the token is invalid, expired or revoked'
       return rpcError(401, -32001, `Invalid token: ${description}`, {
         'www-authenticate': bearerChallenge(config, { error: 'invalid_token', description }),
       })
@@ -99,7 +100,9 @@ export function createMcpRequestHandler(deps: AppDeps): (request: Request) => Pr
 /** A tool by name, if the caller's role may see it. */
 function visibleTool(name: string, context: McpContext) {
   const tool = findTool(name)
-  return tool && (!tool.roles || tool.roles.includes(context.principal.user.role as 'owner' | 'admin')) ? tool : undefined
+  return tool && (!tool.roles || tool.roles.includes(context.principal.user.role as 'owner' | 'admin'))
+    ? tool
+    : undefined
 }
 
 /**
@@ -113,7 +116,8 @@ function missingScopes(body: unknown, context: McpContext): string[] | undefined
     return needed.size > 0 ? [...needed] : undefined
   }
   const message = body as { method?: unknown; params?: { name?: unknown } } | null
-  if (!message || typeof message !== 'object' || Array.isArray(message) || message.method !== 'tools/call') return undefined
+  if (!message || typeof message !== 'object' || Array.isArray(message) || message.method !== 'tools/call')
+    return undefined
   const tool = typeof message.params?.name === 'string' ? visibleTool(message.params.name, context) : undefined
   if (!tool) return undefined
   return tool.scopes.every((scope) => context.scopes.includes(scope)) ? undefined : tool.scopes

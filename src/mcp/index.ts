@@ -14,7 +14,8 @@ export const mcpModule = (deps: AppDeps) => {
   setTimeout(load, 0)
   const handle = async (request: Request) => (await load())(request)
   const metadata = protectedResourceMetadata(deps.config)
-  const serveMetadata = () => Response.json(metadata, { headers: { ...CORS_HEADERS, 'cache-control': 'public, max-age=300' } })
+  const serveMetadata = () =>
+    Response.json(metadata, { headers: { ...CORS_HEADERS, 'cache-control': 'public, max-age=300' } })
 
   return new Elysia({ name: 'mcp', detail: { tags: ['mcp'] } })
     .get('/.well-known/oauth-protected-resource/mcp', serveMetadata, {
@@ -29,6 +30,8 @@ export const mcpModule = (deps: AppDeps) => {
       parse: 'none',
       detail: { summary: 'MCP endpoint (Streamable HTTP, JSON-RPC)' },
     })
-    .get('/mcp', ({ request }) => handle(request), { detail: { summary: 'MCP endpoint: no server-initiated stream (405)' } })
+    .get('/mcp', ({ request }) => handle(request), {
+      detail: { summary: 'MCP endpoint: no server-initiated stream (405)' },
+    })
     .delete('/mcp', ({ request }) => handle(request), { detail: { summary: 'MCP endpoint: no sessions to end (405)' } })
 }

@@ -141,7 +141,11 @@ const listAuthorizedApps: GatehouseTool = {
   title: 'My authorized apps',
   description: 'List the OAuth apps that hold tokens for the signed-in user.',
   input: noInput,
-  output: compileSchema({ type: 'object', properties: { apps: { type: 'array', items: appSchema } }, required: ['apps'] }),
+  output: compileSchema({
+    type: 'object',
+    properties: { apps: { type: 'array', items: appSchema } },
+    required: ['apps'],
+  }),
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   scopes: ['mcp'],
   async run({ deps, principal }) {
@@ -167,7 +171,11 @@ const revokeAuthorizedApp: GatehouseTool = {
     required: ['client_id'],
     additionalProperties: false,
   }),
-  output: compileSchema({ type: 'object', properties: { revoked: { type: 'boolean' }, client_id: { type: 'string' } }, required: ['revoked', 'client_id'] }),
+  output: compileSchema({
+    type: 'object',
+    properties: { revoked: { type: 'boolean' }, client_id: { type: 'string' } },
+    required: ['revoked', 'client_id'],
+  }),
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
   scopes: ['mcp'],
   async run({ deps, principal }, args) {
@@ -186,7 +194,11 @@ const listUsersTool: GatehouseTool = {
     type: 'object',
     properties: {
       limit: { type: 'integer', minimum: 1, maximum: 200, description: 'Users per page (default 50)' },
-      after: { type: 'string', maxLength: 64, description: 'Continue after this username (next_after of the previous page)' },
+      after: {
+        type: 'string',
+        maxLength: 64,
+        description: 'Continue after this username (next_after of the previous page)',
+      },
     },
     additionalProperties: false,
   }),
@@ -200,7 +212,10 @@ const listUsersTool: GatehouseTool = {
   roles: ['owner', 'admin'],
   async run({ deps }, args) {
     const limit = typeof args.limit === 'number' ? args.limit : 50
-    const rows = await listUsers(deps.db, { limit: limit + 1, afterUsername: typeof args.after === 'string' ? args.after : undefined })
+    const rows = await listUsers(deps.db, {
+      limit: limit + 1,
+      afterUsername: typeof args.after === 'string' ? args.after : undefined,
+    })
     return result({
       users: rows.slice(0, limit).map(userOutput),
       next_after: rows.length > limit ? rows[limit - 1].username : null,
@@ -208,7 +223,13 @@ const listUsersTool: GatehouseTool = {
   },
 }
 
-export const TOOLS: readonly GatehouseTool[] = [getAuthenticatedUser, listOrganizations, listAuthorizedApps, revokeAuthorizedApp, listUsersTool]
+export const TOOLS: readonly GatehouseTool[] = [
+  getAuthenticatedUser,
+  listOrganizations,
+  listAuthorizedApps,
+  revokeAuthorizedApp,
+  listUsersTool,
+]
 
 const TOOLS_BY_NAME = new Map(TOOLS.map((tool) => [tool.name, tool]))
 

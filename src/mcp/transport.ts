@@ -79,7 +79,12 @@ export function createMcpEndpoint<Context>(options: McpEndpointOptions<Context>)
     { legacy: 'stateless', maxRequestBodySize: options.maxBodyBytes, onerror: options.onError },
   )
   return {
-    handle(request: Request, auth: { token: string; clientId: string; scopes: string[]; expiresAt?: number }, context: Context, parsedBody?: unknown) {
+    handle(
+      request: Request,
+      auth: { token: string; clientId: string; scopes: string[]; expiresAt?: number },
+      context: Context,
+      parsedBody?: unknown,
+    ) {
       const authInfo: AuthInfo = { ...auth, extra: { context } }
       return handler.fetch(request, parsedBody === undefined ? { authInfo } : { authInfo, parsedBody })
     },

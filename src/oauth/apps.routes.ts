@@ -45,7 +45,12 @@ export const appsModule = (deps: AppDeps) =>
         const organization = await findAccessibleOrganization(deps.db, principal, params.id, 'manage')
         return (await listClientsOfOrganization(deps.db, organization.id)).map(rowToApp)
       },
-      { auth: true, params: orgParams, response: { 200: 'oauth.apps', 403: 'api.error', 404: 'api.error' }, detail: { summary: "List an organization's OAuth apps" } },
+      {
+        auth: true,
+        params: orgParams,
+        response: { 200: 'oauth.apps', 403: 'api.error', 404: 'api.error' },
+        detail: { summary: "List an organization's OAuth apps" },
+      },
     )
     .post(
       '/organizations/:id/oauth-apps',
@@ -78,12 +83,16 @@ export const appsModule = (deps: AppDeps) =>
         detail: { summary: 'Create an OAuth app; add a secret with POST …/secrets' },
       },
     )
-    .get('/organizations/:id/oauth-apps/:appId', async ({ params, principal }) => rowToApp(await findManagedApp(deps, principal, params.id, params.appId)), {
-      auth: true,
-      params: appParams,
-      response: { 200: 'oauth.app', 404: 'api.error' },
-      detail: { summary: 'Get an OAuth app' },
-    })
+    .get(
+      '/organizations/:id/oauth-apps/:appId',
+      async ({ params, principal }) => rowToApp(await findManagedApp(deps, principal, params.id, params.appId)),
+      {
+        auth: true,
+        params: appParams,
+        response: { 200: 'oauth.app', 404: 'api.error' },
+        detail: { summary: 'Get an OAuth app' },
+      },
+    )
     .patch(
       '/organizations/:id/oauth-apps/:appId',
       async ({ params, body, principal }) => {
@@ -115,7 +124,12 @@ export const appsModule = (deps: AppDeps) =>
         await deleteClient(deps.db, app.id)
         set.status = 204
       },
-      { auth: true, params: appParams, response: { 204: t.Void(), 404: 'api.error' }, detail: { summary: 'Delete an OAuth app; every token it holds stops working' } },
+      {
+        auth: true,
+        params: appParams,
+        response: { 204: t.Void(), 404: 'api.error' },
+        detail: { summary: 'Delete an OAuth app; every token it holds stops working' },
+      },
     )
     .get(
       '/organizations/:id/oauth-apps/:appId/secrets',
@@ -123,7 +137,12 @@ export const appsModule = (deps: AppDeps) =>
         const app = await findManagedApp(deps, principal, params.id, params.appId)
         return (await listClientSecrets(deps.db, app.id)).map(rowToSecret)
       },
-      { auth: true, params: appParams, response: { 200: 'oauth.secrets', 404: 'api.error' }, detail: { summary: "List an app's secrets by prefix" } },
+      {
+        auth: true,
+        params: appParams,
+        response: { 200: 'oauth.secrets', 404: 'api.error' },
+        detail: { summary: "List an app's secrets by prefix" },
+      },
     )
     .post(
       '/organizations/:id/oauth-apps/:appId/secrets',
@@ -149,7 +168,11 @@ export const appsModule = (deps: AppDeps) =>
       },
       {
         auth: true,
-        params: t.Object({ id: t.String({ maxLength: 64 }), appId: t.String({ maxLength: 2000 }), secretId: t.String({ maxLength: 64 }) }),
+        params: t.Object({
+          id: t.String({ maxLength: 64 }),
+          appId: t.String({ maxLength: 2000 }),
+          secretId: t.String({ maxLength: 64 }),
+        }),
         response: { 204: t.Void(), 404: 'api.error' },
         detail: { summary: 'Delete a client secret' },
       },
@@ -160,7 +183,12 @@ export const appsModule = (deps: AppDeps) =>
         const app = await findManagedApp(deps, principal, params.id, params.appId)
         return (await listLiveGrants(deps.db, { clientId: app.id }, nowSeconds())).map(rowToGrant)
       },
-      { auth: true, params: appParams, response: { 200: 'oauth.grants', 404: 'api.error' }, detail: { summary: 'Users who gave this app access' } },
+      {
+        auth: true,
+        params: appParams,
+        response: { 200: 'oauth.grants', 404: 'api.error' },
+        detail: { summary: 'Users who gave this app access' },
+      },
     )
     .delete(
       '/organizations/:id/oauth-apps/:appId/grants/:userId',
@@ -172,16 +200,25 @@ export const appsModule = (deps: AppDeps) =>
       },
       {
         auth: true,
-        params: t.Object({ id: t.String({ maxLength: 64 }), appId: t.String({ maxLength: 2000 }), userId: t.String({ maxLength: 64 }) }),
+        params: t.Object({
+          id: t.String({ maxLength: 64 }),
+          appId: t.String({ maxLength: 2000 }),
+          userId: t.String({ maxLength: 64 }),
+        }),
         response: { 204: t.Void(), 404: 'api.error' },
         detail: { summary: "Revoke a user's access for this app" },
       },
     )
-    .get('/users/me/oauth-grants', async ({ principal }) => (await listLiveGrants(deps.db, { userId: principal.user.id }, nowSeconds())).map(rowToGrant), {
-      auth: true,
-      response: { 200: 'oauth.grants' },
-      detail: { summary: 'Apps holding your tokens' },
-    })
+    .get(
+      '/users/me/oauth-grants',
+      async ({ principal }) =>
+        (await listLiveGrants(deps.db, { userId: principal.user.id }, nowSeconds())).map(rowToGrant),
+      {
+        auth: true,
+        response: { 200: 'oauth.grants' },
+        detail: { summary: 'Apps holding your tokens' },
+      },
+    )
     .delete(
       '/users/me/oauth-grants/:clientId',
       async ({ params, principal, set }) => {
@@ -204,8 +241,18 @@ export const appsModule = (deps: AppDeps) =>
     .put(
       '/settings/oauth',
       async ({ body }) => {
-        await upsertSetting(deps.db, DYNAMIC_REGISTRATION_SETTING, body.dynamic_registration ? 'enabled' : 'disabled', nowSeconds())
+        await upsertSetting(
+          deps.db,
+          DYNAMIC_REGISTRATION_SETTING,
+          body.dynamic_registration ? 'enabled' : 'disabled',
+          nowSeconds(),
+        )
         return { dynamic_registration: body.dynamic_registration }
       },
-      { auth: 'admin', body: 'oauth.settings', response: { 200: 'oauth.settings' }, detail: { summary: 'Change OAuth settings (admins)' } },
+      {
+        auth: 'admin',
+        body: 'oauth.settings',
+        response: { 200: 'oauth.settings' },
+        detail: { summary: 'Change OAuth settings (admins)' },
+      },
     )

@@ -21,7 +21,10 @@ import { formatScope, SCOPES, type Scope } from './scope.ts'
 import { OAuthError } from './errors.ts'
 
 function redirectTo(location: string, status = 302): Response {
-  return new Response(null, { status, headers: { location, 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' } })
+  return new Response(null, {
+    status,
+    headers: { location, 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' },
+  })
 }
 
 /**
@@ -29,7 +32,8 @@ function redirectTo(location: string, status = 302): Response {
  * redirect after (303 after a POST, so the browser follows with a GET).
  */
 function refusal(deps: AppDeps, error: unknown, redirectStatus = 302): Response {
-  if (error instanceof AuthorizePageError) return renderErrorPage(error.status, 'This sign-in request cannot be completed', error.message)
+  if (error instanceof AuthorizePageError)
+    return renderErrorPage(error.status, 'This sign-in request cannot be completed', error.message)
   if (error instanceof AuthorizeRedirectError)
     return redirectTo(
       authorizationRedirect(deps.config, error.redirectUri, {
@@ -39,7 +43,8 @@ function refusal(deps: AppDeps, error: unknown, redirectStatus = 302): Response 
       }),
       redirectStatus,
     )
-  if (error instanceof OAuthError) return renderErrorPage(400, 'This sign-in request cannot be completed', error.description)
+  if (error instanceof OAuthError)
+    return renderErrorPage(400, 'This sign-in request cannot be completed', error.description)
   throw error
 }
 
@@ -114,11 +119,20 @@ export const authorizeRoutes = (deps: AppDeps, authorizeDeps: AuthorizeDeps) => 
           const params = { ...formOf(query), ...formOf(body) }
           const authorization = await validateAuthorizeRequest(authorizeDeps, params)
           const signedIn = await signedInUser(deps, headers.authorization, cookie[SESSION_COOKIE]?.value)
-          if (!signedIn) throw new AuthorizePageError(401, 'You are not signed in. Start the sign-in from the application again.')
+          if (!signedIn)
+            throw new AuthorizePageError(401, 'You are not signed in. Start the sign-in from the application again.')
           if (signedIn.viaCookie && !constantTimeEqual(params.csrf_token ?? '', csrfTokenFor(signedIn.token)))
-            throw new AuthorizePageError(403, 'The consent form expired or did not come from this server. Start again from the application.')
+            throw new AuthorizePageError(
+              403,
+              'The consent form expired or did not come from this server. Start again from the application.',
+            )
           if (params.decision === 'deny')
-            throw new AuthorizeRedirectError(authorization.redirectUri, 'access_denied', 'the user denied the request', authorization.state)
+            throw new AuthorizeRedirectError(
+              authorization.redirectUri,
+              'access_denied',
+              'the user denied the request',
+              authorization.state,
+            )
           const scopes = scopesFor(authorization, signedIn.principal.user)
           return redirectTo(await approve(authorizeDeps, authorization, signedIn.principal.user, scopes), 303)
         } catch (error) {

@@ -98,18 +98,24 @@ export async function validateAuthorizeRequest(deps: AuthorizeDeps, params: Para
   let registeredRedirectUri: string | undefined
   if (redirectUri === undefined || redirectUri === '') {
     if (registered.length !== 1)
-      throw new AuthorizePageError(400, 'The request has no redirect_uri, and the application registered more than one.')
+      throw new AuthorizePageError(
+        400,
+        'The request has no redirect_uri, and the application registered more than one.',
+      )
     redirectUri = registeredRedirectUri = registered[0]
   } else {
     registeredRedirectUri = findMatchingRedirectUri(registered, redirectUri)
     if (!registeredRedirectUri)
-      throw new AuthorizePageError(400, 'The redirect_uri does not match any redirect URI registered for this application.')
+      throw new AuthorizePageError(
+        400,
+        'The redirect_uri does not match any redirect URI registered for this application.',
+      )
   }
 
   const state = params.state
-  const fail = (error: string, description: string) => new AuthorizeRedirectError(redirectUri!, error, description, state)
-  if (params.response_type !== 'code')
-    throw fail('unsupported_response_type', 'response_type must be code')
+  const fail = (error: string, description: string) =>
+    new AuthorizeRedirectError(redirectUri!, error, description, state)
+  if (params.response_type !== 'code') throw fail('unsupported_response_type', 'response_type must be code')
   if (!params.code_challenge) throw fail('invalid_request', 'code_challenge is required (PKCE with S256)')
   if (params.code_challenge_method !== 'S256')
     throw fail('invalid_request', 'code_challenge_method must be S256; plain is not supported')
@@ -137,11 +143,21 @@ export async function validateAuthorizeRequest(deps: AuthorizeDeps, params: Para
 export function scopesFor(request: AuthorizeRequest, user: UserRow): Scope[] {
   const scopes = narrowScopes(request.requestedScopes, { role: user.role, clientScopes: scopeLimitOf(request.client) })
   if (scopes.length === 0)
-    throw new AuthorizeRedirectError(request.redirectUri, 'invalid_scope', 'none of the requested scopes can be granted', request.state)
+    throw new AuthorizeRedirectError(
+      request.redirectUri,
+      'invalid_scope',
+      'none of the requested scopes can be granted',
+      request.state,
+    )
   return scopes
 }
 
-export async function hasConsent(db: Kysely<Database>, request: AuthorizeRequest, user: UserRow, scopes: Scope[]): Promise<boolean> {
+export async function hasConsent(
+  db: Kysely<Database>,
+  request: AuthorizeRequest,
+  user: UserRow,
+  scopes: Scope[],
+): Promise<boolean> {
   const consent = await findConsent(db, user.id, request.client.id, request.registeredRedirectUri)
   if (!consent) return false
   const consented = parseScope(consent.scope)
@@ -149,7 +165,12 @@ export async function hasConsent(db: Kysely<Database>, request: AuthorizeRequest
 }
 
 /** Records consent (widened to include earlier scopes) and issues a single-use code. Returns the redirect. */
-export async function approve(deps: AuthorizeDeps, request: AuthorizeRequest, user: UserRow, scopes: Scope[]): Promise<string> {
+export async function approve(
+  deps: AuthorizeDeps,
+  request: AuthorizeRequest,
+  user: UserRow,
+  scopes: Scope[],
+): Promise<string> {
   const now = nowSeconds()
   const code = generateToken('oauthCode')
   const previous = await findConsent(deps.db, user.id, request.client.id, request.registeredRedirectUri)
@@ -180,7 +201,11 @@ export async function approve(deps: AuthorizeDeps, request: AuthorizeRequest, us
 }
 
 /** The redirect back to the client, with `iss` (RFC 9207) on successes and errors alike. */
-export function authorizationRedirect(config: Config, redirectUri: string, params: Record<string, string | undefined>): string {
+export function authorizationRedirect(
+  config: Config,
+  redirectUri: string,
+  params: Record<string, string | undefined>,
+): string {
   const url = new URL(redirectUri)
   for (const [name, value] of Object.entries({ ...params, iss: config.publicUrl }))
     if (value !== undefined) url.searchParams.set(name, value)

@@ -67,7 +67,8 @@ export function parseClientMetadata(body: unknown): ClientMetadata {
   if (redirectUris.length > 20) throw new OAuthError('invalid_redirect_uri', 'at most 20 redirect_uris are allowed')
   for (const uri of redirectUris as string[]) {
     const problem = checkRedirectUri(uri, { publicClient: tokenEndpointAuthMethod === 'none' })
-    if (problem) throw new OAuthError('invalid_redirect_uri', `redirect_uri ${JSON.stringify(uri.slice(0, 200))} ${problem}`)
+    if (problem)
+      throw new OAuthError('invalid_redirect_uri', `redirect_uri ${JSON.stringify(uri.slice(0, 200))} ${problem}`)
   }
 
   const requestedGrants = input.grant_types ?? ['authorization_code']
@@ -81,7 +82,8 @@ export function parseClientMetadata(body: unknown): ClientMetadata {
   if (!Array.isArray(responseTypes) || !responseTypes.includes('code'))
     throw new OAuthError('invalid_client_metadata', 'response_types must include code')
 
-  const scope = typeof input.scope === 'string' ? parseScope(input.scope).filter((s) => (ALL_SCOPES as string[]).includes(s)) : []
+  const scope =
+    typeof input.scope === 'string' ? parseScope(input.scope).filter((s) => (ALL_SCOPES as string[]).includes(s)) : []
 
   const name = optionalString(input, 'client_name', 200)
   return {

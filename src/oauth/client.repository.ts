@@ -78,10 +78,19 @@ export async function insertClientSecret(db: Db, row: OAuthClientSecretRow): Pro
 }
 
 export async function listClientSecrets(db: Db, clientId: string): Promise<OAuthClientSecretRow[]> {
-  return db.selectFrom('oauth_client_secrets').selectAll().where('client_id', '=', clientId).orderBy('created_at').execute()
+  return db
+    .selectFrom('oauth_client_secrets')
+    .selectAll()
+    .where('client_id', '=', clientId)
+    .orderBy('created_at')
+    .execute()
 }
 
-export async function findClientSecret(db: Db, clientId: string, secretHash: string): Promise<OAuthClientSecretRow | undefined> {
+export async function findClientSecret(
+  db: Db,
+  clientId: string,
+  secretHash: string,
+): Promise<OAuthClientSecretRow | undefined> {
   return db
     .selectFrom('oauth_client_secrets')
     .selectAll()

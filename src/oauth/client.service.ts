@@ -3,7 +3,13 @@ import { displayPrefix, generateToken, hashToken } from '../auth/token.ts'
 import { nowSeconds } from '../db/index.ts'
 import type { Database, OAuthClientRow } from '../db/schema.ts'
 import type { ClientMetadata } from './client-metadata.ts'
-import { findClientById, findClientSecret, insertClient, insertClientSecret, touchClientSecret } from './client.repository.ts'
+import {
+  findClientById,
+  findClientSecret,
+  insertClient,
+  insertClientSecret,
+  touchClientSecret,
+} from './client.repository.ts'
 import { invalidClient, OAuthError } from './errors.ts'
 import { parseScope } from './scope.ts'
 
@@ -93,7 +99,13 @@ export async function registerClient(
 ): Promise<RegisteredClient> {
   const registrationToken = generateToken('registration')
   const client = {
-    ...metadataToRow(metadata, { id: crypto.randomUUID(), organizationId, kind: 'dynamic', createdBy: null, now: nowSeconds() }),
+    ...metadataToRow(metadata, {
+      id: crypto.randomUUID(),
+      organizationId,
+      kind: 'dynamic',
+      createdBy: null,
+      now: nowSeconds(),
+    }),
     registration_token_hash: hashToken(registrationToken),
   }
   const secret = await db.transaction().execute(async (trx) => {
@@ -140,7 +152,8 @@ export async function authenticateClient(
   const basic = parseBasicAuthorization(authorization)
   if (basic && form.client_id && form.client_id !== basic.id)
     throw new OAuthError('invalid_request', 'client_id in the body differs from the one in the Authorization header')
-  if (basic && form.client_secret) throw new OAuthError('invalid_request', 'use one client authentication method, not two')
+  if (basic && form.client_secret)
+    throw new OAuthError('invalid_request', 'use one client authentication method, not two')
   const clientId = basic?.id ?? form.client_id
   if (!clientId) throw invalidClient('client authentication is required (client_id)', false)
   const client = await findClientById(db, clientId)

@@ -53,7 +53,12 @@ export async function findGrant(db: Db, id: string): Promise<OAuthGrantRow | und
 
 /** Ends a grant: every token it issued stops working at once. */
 export async function revokeGrant(db: Db, id: string, now: number): Promise<void> {
-  await db.updateTable('oauth_grants').set({ revoked_at: now }).where('id', '=', id).where('revoked_at', 'is', null).execute()
+  await db
+    .updateTable('oauth_grants')
+    .set({ revoked_at: now })
+    .where('id', '=', id)
+    .where('revoked_at', 'is', null)
+    .execute()
   await db.deleteFrom('oauth_access_tokens').where('grant_id', '=', id).execute()
   await db.deleteFrom('oauth_refresh_tokens').where('grant_id', '=', id).execute()
   principalCache.invalidate()
@@ -96,7 +101,11 @@ export async function deleteUnusedRefreshTokens(db: Db, grantId: string): Promis
 export type AccessTokenWithUser = { token: OAuthAccessTokenRow; user: UserRow }
 
 /** A live access token of a live grant, with its active user, in one indexed lookup. */
-export async function findLiveAccessToken(db: Db, tokenHash: string, now: number): Promise<AccessTokenWithUser | undefined> {
+export async function findLiveAccessToken(
+  db: Db,
+  tokenHash: string,
+  now: number,
+): Promise<AccessTokenWithUser | undefined> {
   const row = await db
     .selectFrom('oauth_access_tokens')
     .innerJoin('users', 'users.id', 'oauth_access_tokens.user_id')
@@ -116,7 +125,8 @@ export async function findLiveAccessToken(db: Db, tokenHash: string, now: number
     .where('users.status', '=', 'active')
     .executeTakeFirst()
   if (!row) return undefined
-  const { t_token_hash, t_grant_id, t_client_id, t_user_id, t_scope, t_audience, t_created_at, t_expires_at, ...user } = row
+  const { t_token_hash, t_grant_id, t_client_id, t_user_id, t_scope, t_audience, t_created_at, t_expires_at, ...user } =
+    row
   return {
     user,
     token: {
@@ -152,7 +162,11 @@ export interface GrantSummaryRow {
 }
 
 /** Live grants (not revoked, with at least one live token), grouped by client and user. */
-export async function listLiveGrants(db: Db, filter: { userId?: string; clientId?: string }, now: number): Promise<GrantSummaryRow[]> {
+export async function listLiveGrants(
+  db: Db,
+  filter: { userId?: string; clientId?: string },
+  now: number,
+): Promise<GrantSummaryRow[]> {
   let query = db
     .selectFrom('oauth_grants')
     .innerJoin('oauth_clients', 'oauth_clients.id', 'oauth_grants.client_id')
@@ -170,10 +184,19 @@ export async function listLiveGrants(db: Db, filter: { userId?: string; clientId
     .where((eb) =>
       eb.or([
         eb.exists(
-          eb.selectFrom('oauth_refresh_tokens').select('token_hash').whereRef('oauth_refresh_tokens.grant_id', '=', 'oauth_grants.id').where('oauth_refresh_tokens.used_at', 'is', null).where('oauth_refresh_tokens.expires_at', '>', now),
+          eb
+            .selectFrom('oauth_refresh_tokens')
+            .select('token_hash')
+            .whereRef('oauth_refresh_tokens.grant_id', '=', 'oauth_grants.id')
+            .where('oauth_refresh_tokens.used_at', 'is', null)
+            .where('oauth_refresh_tokens.expires_at', '>', now),
         ),
         eb.exists(
-          eb.selectFrom('oauth_access_tokens').select('token_hash').whereRef('oauth_access_tokens.grant_id', '=', 'oauth_grants.id').where('oauth_access_tokens.expires_at', '>', now),
+          eb
+            .selectFrom('oauth_access_tokens')
+            .select('token_hash')
+            .whereRef('oauth_access_tokens.grant_id', '=', 'oauth_grants.id')
+            .where('oauth_access_tokens.expires_at', '>', now),
         ),
       ]),
     )
@@ -185,7 +208,12 @@ export async function listLiveGrants(db: Db, filter: { userId?: string; clientId
 }
 
 /** Revokes every grant a user gave a client (and the consent, so the next flow asks again). */
-export async function revokeGrantsOfUserForClient(db: Db, userId: string, clientId: string, now: number): Promise<number> {
+export async function revokeGrantsOfUserForClient(
+  db: Db,
+  userId: string,
+  clientId: string,
+  now: number,
+): Promise<number> {
   const grants = await db
     .selectFrom('oauth_grants')
     .select('id')
@@ -208,10 +236,17 @@ export async function findConsent(db: Db, userId: string, clientId: string, redi
     .executeTakeFirst()
 }
 
-export async function upsertConsent(db: Db, row: { user_id: string; client_id: string; redirect_uri: string; scope: string; created_at: number }) {
+export async function upsertConsent(
+  db: Db,
+  row: { user_id: string; client_id: string; redirect_uri: string; scope: string; created_at: number },
+) {
   await db
     .insertInto('oauth_consents')
     .values(row)
-    .onConflict((oc) => oc.columns(['user_id', 'client_id', 'redirect_uri']).doUpdateSet({ scope: row.scope, created_at: row.created_at }))
+    .onConflict((oc) =>
+      oc
+        .columns(['user_id', 'client_id', 'redirect_uri'])
+        .doUpdateSet({ scope: row.scope, created_at: row.created_at }),
+    )
     .execute()
 }

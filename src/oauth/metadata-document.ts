@@ -43,13 +43,21 @@ export class MetadataDocumentResolver {
     this.cache.delete(clientId)
 
     const url = new URL(clientId)
-    if (url.pathname === '/' || url.hash) throw new OAuthError('invalid_client', 'a client ID metadata document URL needs a path and no fragment', 401)
+    if (url.pathname === '/' || url.hash)
+      throw new OAuthError('invalid_client', 'a client ID metadata document URL needs a path and no fragment', 401)
     let response
     try {
-      response = await guardedFetch(clientId, this.policy, { maxBytes: MAX_DOCUMENT_BYTES, timeoutMs: FETCH_TIMEOUT_MS })
+      response = await guardedFetch(clientId, this.policy, {
+        maxBytes: MAX_DOCUMENT_BYTES,
+        timeoutMs: FETCH_TIMEOUT_MS,
+      })
     } catch (error) {
       if (error instanceof OutboundError)
-        throw new OAuthError('invalid_client', `the client metadata document could not be fetched: ${error.message}`, 401)
+        throw new OAuthError(
+          'invalid_client',
+          `the client metadata document could not be fetched: ${error.message}`,
+          401,
+        )
       throw error
     }
     let document: Record<string, unknown>
@@ -62,16 +70,24 @@ export class MetadataDocumentResolver {
       throw new OAuthError('invalid_client', 'the client metadata document must name its own URL as client_id', 401)
     const method = document.token_endpoint_auth_method ?? 'none'
     if (method !== 'none')
-      throw new OAuthError('invalid_client', 'a client metadata document client must be public (token_endpoint_auth_method none)', 401)
+      throw new OAuthError(
+        'invalid_client',
+        'a client metadata document client must be public (token_endpoint_auth_method none)',
+        401,
+      )
     let metadata: ClientMetadata
     try {
       metadata = parseClientMetadata({ ...document, token_endpoint_auth_method: 'none' })
     } catch (error) {
-      if (error instanceof OAuthError) throw new OAuthError('invalid_client', `the client metadata document is invalid: ${error.description}`, 401)
+      if (error instanceof OAuthError)
+        throw new OAuthError('invalid_client', `the client metadata document is invalid: ${error.description}`, 401)
       throw error
     }
     if (this.cache.size >= MAX_ENTRIES) this.cache.delete(this.cache.keys().next().value!)
-    this.cache.set(clientId, { metadata, expiresAt: Date.now() + ttlFrom(response.headers.get('cache-control')) * 1000 })
+    this.cache.set(clientId, {
+      metadata,
+      expiresAt: Date.now() + ttlFrom(response.headers.get('cache-control')) * 1000,
+    })
     return metadata
   }
 }

@@ -9,12 +9,7 @@ import { currentRequestContext } from '../ops/request-context.ts'
 import { findDefaultOrganization } from '../orgs/org.repository.ts'
 import { findSetting } from '../settings/settings.repository.ts'
 import { parseClientMetadata } from './client-metadata.ts'
-import {
-  deleteClient,
-  findClientByRegistrationToken,
-  listClientSecrets,
-  updateClient,
-} from './client.repository.ts'
+import { deleteClient, findClientByRegistrationToken, listClientSecrets, updateClient } from './client.repository.ts'
 import { createClientSecret, grantTypesOf, metadataColumns, redirectUrisOf, registerClient } from './client.service.ts'
 import { OAuthError } from './errors.ts'
 import { CORS_HEADERS, handleOAuth, oauthJson, preflight, withHeaders } from './http.ts'
@@ -48,7 +43,11 @@ function registrationResponse(config: AppDeps['config'], client: OAuthClientRow,
 
 function checkBodySize(request: Request): void {
   if (Number(request.headers.get('content-length') ?? 0) > MAX_REGISTRATION_BYTES)
-    throw new OAuthError('invalid_client_metadata', `client metadata must be at most ${MAX_REGISTRATION_BYTES} bytes`, 413)
+    throw new OAuthError(
+      'invalid_client_metadata',
+      `client metadata must be at most ${MAX_REGISTRATION_BYTES} bytes`,
+      413,
+    )
 }
 
 /** RFC 7592: the registration access token names the client it manages. */
@@ -74,12 +73,21 @@ export const registerRoutes = (deps: AppDeps) => {
         handleOAuth(async () => {
           checkBodySize(request)
           if (!(await isDynamicRegistrationEnabled(deps)))
-            throw new OAuthError('access_denied', 'dynamic client registration is turned off on this server; ask an admin to register the application', 403)
+            throw new OAuthError(
+              'access_denied',
+              'dynamic client registration is turned off on this server; ask an admin to register the application',
+              403,
+            )
           const taken = limiter.take(currentRequestContext()?.clientIp ?? 'unknown')
           if (!taken.allowed)
-            throw new OAuthError('temporarily_unavailable', 'too many registrations from this address; try again later', 429, {
-              'retry-after': String(taken.retryAfterSeconds),
-            })
+            throw new OAuthError(
+              'temporarily_unavailable',
+              'too many registrations from this address; try again later',
+              429,
+              {
+                'retry-after': String(taken.retryAfterSeconds),
+              },
+            )
           const metadata = parseClientMetadata(body)
           const organization = await findDefaultOrganization(deps.db)
           const { client, secret, registrationToken } = await registerClient(deps.db, metadata, organization.id)
@@ -113,13 +121,24 @@ export const registerRoutes = (deps: AppDeps) => {
           if (input?.client_id !== undefined && input.client_id !== client.id)
             throw new OAuthError('invalid_client_metadata', 'client_id in the body does not match the URL')
           const metadata = parseClientMetadata(body)
-          const updated = await updateClient(deps.db, client.id, { ...metadataColumns(metadata), updated_at: nowSeconds() })
-          // A client that became confidential needs a secret; it is returned this once.
-          const needsSecret = metadata.tokenEndpointAuthMethod !== 'none' && (await listClientSecrets(deps.db, client.id)).length === 0
-          const secret = needsSecret ? (await createClientSecret(deps.db, client.id)).secret : undefined
-          return oauthJson(registrationResponse(deps.config, updated!, secret ? { client_secret: secret, client_secret_expires_at: 0 } : {}), {
-            cors: true,
+          const updated = await updateClient(deps.db, client.id, {
+            ...metadataColumns(metadata),
+            updated_at: nowSeconds(),
           })
+          // A client that became confidential needs a secret; it is returned this once.
+          const needsSecret =
+            metadata.tokenEndpointAuthMethod !== 'none' && (await listClientSecrets(deps.db, client.id)).length === 0
+          const secret = needsSecret ? (await createClientSecret(deps.db, client.id)).secret : undefined
+          return oauthJson(
+            registrationResponse(
+              deps.config,
+              updated!,
+              secret ? { client_secret: secret, client_secret_expires_at: 0 } : {},
+            ),
+            {
+              cors: true,
+            },
+          )
         }, true),
       { detail: { summary: 'Update a registration (RFC 7592)', security: [] } },
     )

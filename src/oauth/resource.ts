@@ -28,5 +28,8 @@ export function resolveResource(publicUrl: string, resource: string | undefined 
   const normalized = resource.replace(/\/+$/, '')
   if (normalized === known.mcp || normalized === known.api) return normalized
   if (normalized.startsWith(`${known.mcp}/servers/`) && !url.search) return normalized
-  throw new OAuthError('invalid_target', `resource ${JSON.stringify(resource.slice(0, 200))} is not served by this authorization server`)
+  throw new OAuthError(
+    'invalid_target',
+    `resource ${JSON.stringify(resource.slice(0, 200))} is not served by this authorization server`,
+  )
 }

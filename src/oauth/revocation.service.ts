@@ -20,7 +20,8 @@ export async function revokeToken(db: Kysely<Database>, client: OAuthClientRow, 
   }
   const refresh = await findRefreshToken(db, tokenHash)
   const grant = refresh ? await findGrant(db, refresh.grant_id) : undefined
-  if (grant && grant.client_id === client.id) await db.transaction().execute((trx) => revokeGrant(trx, grant.id, nowSeconds()))
+  if (grant && grant.client_id === client.id)
+    await db.transaction().execute((trx) => revokeGrant(trx, grant.id, nowSeconds()))
 }
 
 /**

@@ -100,12 +100,19 @@ async function issueTokens(
  * a second redemption, even a concurrent one on another process, revokes what the first issued
  * (OAuth 2.1 §4.1.3).
  */
-export async function exchangeAuthorizationCode(deps: TokenDeps, client: OAuthClientRow, form: Form): Promise<TokenResponse> {
+export async function exchangeAuthorizationCode(
+  deps: TokenDeps,
+  client: OAuthClientRow,
+  form: Form,
+): Promise<TokenResponse> {
   const { db, config } = deps
   if (!form.code) throw new OAuthError('invalid_request', 'code is required')
   if (!form.code_verifier) throw new OAuthError('invalid_request', 'code_verifier is required (PKCE)')
   if (!isValidCodeVerifier(form.code_verifier))
-    throw new OAuthError('invalid_request', 'code_verifier must be 43-128 characters of A-Z, a-z, 0-9, "-", ".", "_", "~"')
+    throw new OAuthError(
+      'invalid_request',
+      'code_verifier must be 43-128 characters of A-Z, a-z, 0-9, "-", ".", "_", "~"',
+    )
 
   const now = nowSeconds()
   const codeHash = hashToken(form.code)
@@ -123,7 +130,8 @@ export async function exchangeAuthorizationCode(deps: TokenDeps, client: OAuthCl
   if (!verifyS256Challenge(form.code_verifier, code.code_challenge))
     throw new OAuthError('invalid_grant', 'code_verifier does not match the code_challenge')
   const user = await findUserById(db, code.user_id)
-  if (!user || user.status !== 'active') throw new OAuthError('invalid_grant', 'the user who authorized this code is suspended')
+  if (!user || user.status !== 'active')
+    throw new OAuthError('invalid_grant', 'the user who authorized this code is suspended')
 
   const grant: OAuthGrantRow = {
     id: crypto.randomUUID(),
@@ -178,28 +186,35 @@ export async function refreshTokens(deps: TokenDeps, client: OAuthClientRow, for
   const extra = requested.filter((scope) => !granted.includes(scope))
   if (extra.length > 0) throw new OAuthError('invalid_scope', `scope exceeds the original grant: ${extra.join(' ')}`)
   // A scope never outlives the role that allowed it: a demoted admin's refresh loses mcp:admin.
-  const scopes = narrowScopes(requested.length > 0 ? requested : granted, { role: user.role, clientScopes: scopeLimitOf(client) })
+  const scopes = narrowScopes(requested.length > 0 ? requested : granted, {
+    role: user.role,
+    clientScopes: scopeLimitOf(client),
+  })
   if (scopes.length === 0) throw new OAuthError('invalid_scope', 'none of the granted scopes is allowed any more')
   if (form.resource !== undefined && resolveResource(config.publicUrl, form.resource) !== grant.resource)
     throw new OAuthError('invalid_target', 'resource does not match the one authorized')
 
-  return db.transaction().execute(async (trx) => {
-    const locked = await lockGrant(trx, grant.id)
-    if (!locked || locked.revoked_at !== null) throw new OAuthError('invalid_grant', 'the refresh token is invalid or revoked')
-    if (!(await claimRefreshToken(trx, tokenHash, now))) {
-      const current = await findRefreshToken(trx, tokenHash)
-      if (!current || current.used_at === null || now - current.used_at > config.refreshGraceSeconds) {
-        await revokeGrant(trx, grant.id, now)
-        return 'reused' as const
+  return db
+    .transaction()
+    .execute(async (trx) => {
+      const locked = await lockGrant(trx, grant.id)
+      if (!locked || locked.revoked_at !== null)
+        throw new OAuthError('invalid_grant', 'the refresh token is invalid or revoked')
+      if (!(await claimRefreshToken(trx, tokenHash, now))) {
+        const current = await findRefreshToken(trx, tokenHash)
+        if (!current || current.used_at === null || now - current.used_at > config.refreshGraceSeconds) {
+          await revokeGrant(trx, grant.id, now)
+          return 'reused' as const
+        }
+        // A retry within the grace window: the pair issued for the first use is dropped, access token too.
+        await deleteAccessTokensOfGrant(trx, grant.id)
       }
-      // A retry within the grace window: the pair issued for the first use is dropped, access token too.
-      await deleteAccessTokensOfGrant(trx, grant.id)
-    }
-    await deleteUnusedRefreshTokens(trx, grant.id)
-    return issueTokens(trx, config, locked, client, scopes, now)
-  }).then((result) => {
-    if (result === 'reused')
-      throw new OAuthError('invalid_grant', 'the refresh token was already used; the grant is revoked')
-    return result
-  })
+      await deleteUnusedRefreshTokens(trx, grant.id)
+      return issueTokens(trx, config, locked, client, scopes, now)
+    })
+    .then((result) => {
+      if (result === 'reused')
+        throw new OAuthError('invalid_grant', 'the refresh token was already used; the grant is revoked')
+      return result
+    })
 }

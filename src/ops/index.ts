@@ -38,7 +38,10 @@ export const opsModule = (deps: AppDeps) => {
     )
     .get(
       '/metrics',
-      () => new Response(deps.metrics.render(), { headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' } }),
+      () =>
+        new Response(deps.metrics.render(), {
+          headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' },
+        }),
       { detail: { summary: 'Prometheus metrics' } },
     )
 }

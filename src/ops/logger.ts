@@ -18,7 +18,10 @@ export interface Logger {
  * One JSON object per line. Lines written while a request is being handled carry its
  * `request_id`. Callers pass fields, never tokens, codes, secrets or passwords.
  */
-export function createLogger(level: LogLevel, write: (line: string) => void = (line) => process.stdout.write(line)): Logger {
+export function createLogger(
+  level: LogLevel,
+  write: (line: string) => void = (line) => process.stdout.write(line),
+): Logger {
   const log = (lineLevel: LogLevel, message: string, fields?: LogFields) => {
     if (RANK[lineLevel] < RANK[level]) return
     const requestId = currentRequestContext()?.requestId

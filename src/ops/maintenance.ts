@@ -17,7 +17,10 @@ export async function sweepExpired(deps: Pick<AppDeps, 'db' | 'config'>): Promis
 }
 
 /** Runs the sweep now and then every `intervalMs`; safe on every replica at once. */
-export function startMaintenance(deps: Pick<AppDeps, 'db' | 'config' | 'logger'>, intervalMs = 10 * 60_000): () => void {
+export function startMaintenance(
+  deps: Pick<AppDeps, 'db' | 'config' | 'logger'>,
+  intervalMs = 10 * 60_000,
+): () => void {
   const run = () => sweepExpired(deps).catch((error) => deps.logger.warn('maintenance sweep failed', { error }))
   void run()
   const timer = setInterval(run, intervalMs)

@@ -78,7 +78,11 @@ export const orgsModule = (deps: AppDeps) =>
             : await listOrganizationsOfUser(deps.db, principal.user.id)
         return rows.map(rowToOrganization)
       },
-      { auth: true, response: { 200: 'orgs.list' }, detail: { summary: 'Organizations you belong to (the owner sees all)' } },
+      {
+        auth: true,
+        response: { 200: 'orgs.list' },
+        detail: { summary: 'Organizations you belong to (the owner sees all)' },
+      },
     )
     .post(
       '/',
@@ -103,17 +107,24 @@ export const orgsModule = (deps: AppDeps) =>
         detail: { summary: 'Create an organization (owner)' },
       },
     )
-    .get('/:id', async ({ params, principal }) => rowToOrganization(await findAccessibleOrganization(deps.db, principal, params.id)), {
-      auth: true,
-      params: orgParams,
-      response: { 200: 'orgs.organization', 404: 'api.error' },
-      detail: { summary: 'Get an organization' },
-    })
+    .get(
+      '/:id',
+      async ({ params, principal }) =>
+        rowToOrganization(await findAccessibleOrganization(deps.db, principal, params.id)),
+      {
+        auth: true,
+        params: orgParams,
+        response: { 200: 'orgs.organization', 404: 'api.error' },
+        detail: { summary: 'Get an organization' },
+      },
+    )
     .patch(
       '/:id',
       async ({ params, body, principal }) => {
         await findAccessibleOrganization(deps.db, principal, params.id)
-        const row = await withUniqueName(body.name, () => updateOrganization(deps.db, params.id, { ...body, updated_at: nowSeconds() }))
+        const row = await withUniqueName(body.name, () =>
+          updateOrganization(deps.db, params.id, { ...body, updated_at: nowSeconds() }),
+        )
         return rowToOrganization(row!)
       },
       {
@@ -145,7 +156,12 @@ export const orgsModule = (deps: AppDeps) =>
         const organization = await findAccessibleOrganization(deps.db, principal, params.id)
         return (await listMembers(deps.db, organization.id)).map(rowToMember)
       },
-      { auth: true, params: orgParams, response: { 200: 'orgs.members', 404: 'api.error' }, detail: { summary: 'List members' } },
+      {
+        auth: true,
+        params: orgParams,
+        response: { 200: 'orgs.members', 404: 'api.error' },
+        detail: { summary: 'List members' },
+      },
     )
     .put(
       '/:id/members/:userId',
@@ -174,7 +190,8 @@ export const orgsModule = (deps: AppDeps) =>
       '/:id/members/:userId',
       async ({ params, principal, set }) => {
         const organization = await findAccessibleOrganization(deps.db, principal, params.id, 'manage')
-        if (!(await deleteMembership(deps.db, organization.id, params.userId))) throw new ApiError(404, 'Member not found')
+        if (!(await deleteMembership(deps.db, organization.id, params.userId)))
+          throw new ApiError(404, 'Member not found')
         set.status = 204
       },
       {

@@ -40,11 +40,19 @@ export async function updateOrganization(
 }
 
 export async function deleteOrganization(db: Db, id: string): Promise<boolean> {
-  const result = await db.deleteFrom('organizations').where('id', '=', id).where('is_default', '=', 0).executeTakeFirst()
+  const result = await db
+    .deleteFrom('organizations')
+    .where('id', '=', id)
+    .where('is_default', '=', 0)
+    .executeTakeFirst()
   return result.numDeletedRows > 0n
 }
 
-export async function findMembership(db: Db, organizationId: string, userId: string): Promise<OrganizationMemberRow | undefined> {
+export async function findMembership(
+  db: Db,
+  organizationId: string,
+  userId: string,
+): Promise<OrganizationMemberRow | undefined> {
   return db
     .selectFrom('organization_members')
     .selectAll()
@@ -83,7 +91,10 @@ export async function deleteMembership(db: Db, organizationId: string, userId: s
 }
 
 /** The user's organizations with their role in each. */
-export async function listMembershipsOfUser(db: Db, userId: string): Promise<(OrganizationRow & { member_role: 'admin' | 'member' })[]> {
+export async function listMembershipsOfUser(
+  db: Db,
+  userId: string,
+): Promise<(OrganizationRow & { member_role: 'admin' | 'member' })[]> {
   return db
     .selectFrom('organizations')
     .innerJoin('organization_members', 'organization_members.organization_id', 'organizations.id')
@@ -95,6 +106,10 @@ export async function listMembershipsOfUser(db: Db, userId: string): Promise<(Or
 }
 
 export async function listOrganizationIdsOfUser(db: Db, userId: string): Promise<string[]> {
-  const rows = await db.selectFrom('organization_members').select('organization_id').where('user_id', '=', userId).execute()
+  const rows = await db
+    .selectFrom('organization_members')
+    .select('organization_id')
+    .where('user_id', '=', userId)
+    .execute()
   return rows.map((row) => row.organization_id)
 }

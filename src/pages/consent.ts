@@ -34,7 +34,9 @@ function describeRedirect(redirectUri: string): { host: string; warning?: string
 export function renderConsentPage(view: ConsentView): Response {
   const redirect = describeRedirect(view.redirectUri)
   const warning = redirect.warning ? `<p class="warning">${escapeHtml(redirect.warning)}</p>` : ''
-  const scopes = view.scopes.map((scope) => `<li><code>${escapeHtml(scope.name)}</code>: ${escapeHtml(scope.description)}</li>`).join('\n')
+  const scopes = view.scopes
+    .map((scope) => `<li><code>${escapeHtml(scope.name)}</code>: ${escapeHtml(scope.description)}</li>`)
+    .join('\n')
   return renderPage({
     status: 200,
     title: 'Authorize access',

@@ -22,13 +22,19 @@ export interface Sealed {
  * The additional data binds a ciphertext to its row, so one row's secret cannot be moved to another.
  */
 export class Keyring {
-  private constructor(private readonly keys: Map<string, CryptoKey>, readonly activeKeyId: string) {}
+  private constructor(
+    private readonly keys: Map<string, CryptoKey>,
+    readonly activeKeyId: string,
+  ) {}
 
   static async create(specs: EncryptionKeySpec[]): Promise<Keyring> {
     if (specs.length === 0) throw new SecretKeyError('no encryption key is configured')
     const keys = new Map<string, CryptoKey>()
     for (const spec of specs)
-      keys.set(spec.id, await crypto.subtle.importKey('raw', new Uint8Array(spec.key), 'AES-GCM', false, ['encrypt', 'decrypt']))
+      keys.set(
+        spec.id,
+        await crypto.subtle.importKey('raw', new Uint8Array(spec.key), 'AES-GCM', false, ['encrypt', 'decrypt']),
+      )
     return new Keyring(keys, specs[0].id)
   }
 
@@ -66,7 +72,9 @@ export class Keyring {
       )
       return new TextDecoder().decode(plaintext)
     } catch {
-      throw new SecretKeyError(`key "${keyId}" does not decrypt the stored secret (wrong key material or tampered data)`)
+      throw new SecretKeyError(
+        `key "${keyId}" does not decrypt the stored secret (wrong key material or tampered data)`,
+      )
     }
   }
 }

@@ -25,7 +25,14 @@ export async function storeSecret(
   const id = crypto.randomUUID()
   const sealed = await keyring.seal(plaintext, bindingOf(id, purpose))
   const now = nowSeconds()
-  await insertSecret(db, { id, purpose, key_id: sealed.keyId, ciphertext: sealed.ciphertext, created_at: now, updated_at: now })
+  await insertSecret(db, {
+    id,
+    purpose,
+    key_id: sealed.keyId,
+    ciphertext: sealed.ciphertext,
+    created_at: now,
+    updated_at: now,
+  })
   return id
 }
 

@@ -26,7 +26,11 @@ export async function findApiTokenUser(
     .selectFrom('api_tokens')
     .innerJoin('users', 'users.id', 'api_tokens.user_id')
     .selectAll('users')
-    .select(['api_tokens.id as token_id', 'api_tokens.last_used_at as token_last_used_at', 'api_tokens.expires_at as token_expires_at'])
+    .select([
+      'api_tokens.id as token_id',
+      'api_tokens.last_used_at as token_last_used_at',
+      'api_tokens.expires_at as token_expires_at',
+    ])
     .where('api_tokens.token_hash', '=', tokenHash)
     .where((eb) => eb.or([eb('api_tokens.expires_at', 'is', null), eb('api_tokens.expires_at', '>', now)]))
     .where('users.status', '=', 'active')

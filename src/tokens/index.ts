@@ -26,10 +26,17 @@ export const TokensModel = {
   'tokens.create': t.Object({
     name: t.String({ minLength: 1, maxLength: 64 }),
     expires_in_seconds: t.Optional(
-      t.Integer({ minimum: 60, maximum: MAX_LIFETIME_SECONDS, description: 'Lifetime; omit for a token that does not expire' }),
+      t.Integer({
+        minimum: 60,
+        maximum: MAX_LIFETIME_SECONDS,
+        description: 'Lifetime; omit for a token that does not expire',
+      }),
     ),
   }),
-  'tokens.created': t.Composite([apiToken, t.Object({ token: t.String({ description: 'Shown once; only its hash is stored' }) })]),
+  'tokens.created': t.Composite([
+    apiToken,
+    t.Object({ token: t.String({ description: 'Shown once; only its hash is stored' }) }),
+  ]),
 }
 
 function rowToApiToken(row: ApiTokenRow) {

@@ -16,7 +16,8 @@ export const usersModule = (deps: AppDeps) =>
     .model(UsersModel)
     .post(
       '/first',
-      async ({ body, status }) => status(201, rowToUser(await createUser(deps.db, { ...body, role: 'owner' }, { firstUser: true }))),
+      async ({ body, status }) =>
+        status(201, rowToUser(await createUser(deps.db, { ...body, role: 'owner' }, { firstUser: true }))),
       {
         body: 'users.createFirst',
         response: { 201: 'users.user', 409: 'users.error' },
@@ -55,7 +56,8 @@ export const usersModule = (deps: AppDeps) =>
       '/',
       async ({ body, principal, status }) => {
         const role = body.role ?? 'member'
-        if (role === 'admin' && principal.user.role !== 'owner') throw new ApiError(403, 'Only the owner can create admins')
+        if (role === 'admin' && principal.user.role !== 'owner')
+          throw new ApiError(403, 'Only the owner can create admins')
         return status(201, rowToUser(await createUser(deps.db, { ...body, role })))
       },
       {
@@ -73,20 +75,33 @@ export const usersModule = (deps: AppDeps) =>
         if (!row) return status(404, { message: 'User not found' })
         return rowToUser(row)
       },
-      { auth: true, params: idParams, response: { 200: 'users.user', 404: 'users.error' }, detail: { summary: 'Get a user (admins, or yourself)' } },
+      {
+        auth: true,
+        params: idParams,
+        response: { 200: 'users.user', 404: 'users.error' },
+        detail: { summary: 'Get a user (admins, or yourself)' },
+      },
     )
-    .post('/:id/suspend', async ({ params, principal }) => rowToUser(await setUserStatus(deps.db, principal.user, params.id, 'suspended')), {
-      auth: 'admin',
-      params: idParams,
-      response: { 200: 'users.user', 403: 'users.error', 404: 'users.error', 409: 'users.error' },
-      detail: { summary: 'Suspend a user: their sessions end and their tokens stop working at once' },
-    })
-    .post('/:id/activate', async ({ params, principal }) => rowToUser(await setUserStatus(deps.db, principal.user, params.id, 'active')), {
-      auth: 'admin',
-      params: idParams,
-      response: { 200: 'users.user', 404: 'users.error' },
-      detail: { summary: 'Reactivate a suspended user' },
-    })
+    .post(
+      '/:id/suspend',
+      async ({ params, principal }) => rowToUser(await setUserStatus(deps.db, principal.user, params.id, 'suspended')),
+      {
+        auth: 'admin',
+        params: idParams,
+        response: { 200: 'users.user', 403: 'users.error', 404: 'users.error', 409: 'users.error' },
+        detail: { summary: 'Suspend a user: their sessions end and their tokens stop working at once' },
+      },
+    )
+    .post(
+      '/:id/activate',
+      async ({ params, principal }) => rowToUser(await setUserStatus(deps.db, principal.user, params.id, 'active')),
+      {
+        auth: 'admin',
+        params: idParams,
+        response: { 200: 'users.user', 404: 'users.error' },
+        detail: { summary: 'Reactivate a suspended user' },
+      },
+    )
     .put('/:id/role', async ({ params, body }) => rowToUser(await setUserRole(deps.db, params.id, body.role)), {
       auth: 'owner',
       params: idParams,

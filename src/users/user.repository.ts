@@ -22,7 +22,11 @@ export async function findUserByLogin(db: Db, login: string): Promise<UserRow | 
     .executeTakeFirst()
 }
 
-export async function findUserConflict(db: Db, email: string, username: string): Promise<'email' | 'username' | undefined> {
+export async function findUserConflict(
+  db: Db,
+  email: string,
+  username: string,
+): Promise<'email' | 'username' | undefined> {
   const row = await db
     .selectFrom('users')
     .select(['email', 'username'])
@@ -46,7 +50,10 @@ export async function updateUser(db: Db, id: string, update: UserUpdate): Promis
 }
 
 export async function countUsers(db: Db): Promise<number> {
-  const row = await db.selectFrom('users').select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow()
+  const row = await db
+    .selectFrom('users')
+    .select((eb) => eb.fn.countAll<number>().as('count'))
+    .executeTakeFirstOrThrow()
   return Number(row.count)
 }
 

@@ -38,14 +38,18 @@ describe('session credentials', () => {
   }
 
   it('accepts the session cookie on GET /users/me', async () => {
-    const response = await ctx.app.handle(new Request('http://localhost/api/v1/users/me', { headers: { cookie: cookieOf(session) } }))
+    const response = await ctx.app.handle(
+      new Request('http://localhost/api/v1/users/me', { headers: { cookie: cookieOf(session) } }),
+    )
     expect(response.status).toBe(200)
     expect(await response.json()).toMatchObject({ username: OWNER.username, email: OWNER.email, role: 'owner' })
   })
 
   it('accepts the session token as a bearer token on GET /users/me', async () => {
     const response = await ctx.app.handle(
-      new Request('http://localhost/api/v1/users/me', { headers: { authorization: `Bearer ${session.session_token}` } }),
+      new Request('http://localhost/api/v1/users/me', {
+        headers: { authorization: `Bearer ${session.session_token}` },
+      }),
     )
     expect(response.status).toBe(200)
     expect(await response.json()).toMatchObject({ username: OWNER.username, email: OWNER.email, role: 'owner' })
@@ -60,7 +64,9 @@ describe('session credentials', () => {
 
   it('answers a garbage bearer token with 401 and error="invalid_token"', async () => {
     const response = await ctx.app.handle(
-      new Request('http://localhost/api/v1/users/me', { headers: { authorization: 'Bearer gth_ses_notarealsessiontoken' } }),
+      new Request('http://localhost/api/v1/users/me', {
+        headers: { authorization: 'Bearer gth_ses_notarealsessiontoken' },
+      }),
     )
     expect(response.status).toBe(401)
     expect(response.headers.get('www-authenticate')).toBe('Bearer realm="gatehouse", error="invalid_token"')
@@ -86,14 +92,18 @@ describe('session credentials', () => {
   })
 
   it('refuses a cookie-authenticated POST whose CSRF header is wrong', async () => {
-    const response = await ctx.app.handle(createTokenRequest({ cookie: cookieOf(session), 'x-csrf-token': 'a'.repeat(64) }))
+    const response = await ctx.app.handle(
+      createTokenRequest({ cookie: cookieOf(session), 'x-csrf-token': 'a'.repeat(64) }),
+    )
     expect(response.status).toBe(403)
     expect((await response.json()).message).toBe('Missing or invalid CSRF token')
     expect(await apiTokenCount()).toBe(0)
   })
 
   it('accepts a cookie-authenticated POST carrying the CSRF token from login', async () => {
-    const response = await ctx.app.handle(createTokenRequest({ cookie: cookieOf(session), 'x-csrf-token': session.csrf_token }))
+    const response = await ctx.app.handle(
+      createTokenRequest({ cookie: cookieOf(session), 'x-csrf-token': session.csrf_token }),
+    )
     expect(response.status).toBe(201)
     expect(await response.json()).toMatchObject({ name: 'laptop' })
     expect(await apiTokenCount()).toBe(1)
@@ -107,7 +117,9 @@ describe('session credentials', () => {
   })
 
   it('hands the CSRF token of the session cookie out again on GET /auth/csrf', async () => {
-    const response = await ctx.app.handle(new Request('http://localhost/api/v1/auth/csrf', { headers: { cookie: cookieOf(session) } }))
+    const response = await ctx.app.handle(
+      new Request('http://localhost/api/v1/auth/csrf', { headers: { cookie: cookieOf(session) } }),
+    )
     expect(response.status).toBe(200)
     expect(await response.json()).toEqual({ csrf_token: session.csrf_token })
   })

@@ -83,7 +83,8 @@ describe('password login', () => {
   })
 
   it('throttles an account after the configured number of failures with 429 and retry-after', async () => {
-    for (let attempt = 1; attempt <= 3; attempt++) expect((await loginRequest(ctx, OWNER.username, WRONG)).status).toBe(401)
+    for (let attempt = 1; attempt <= 3; attempt++)
+      expect((await loginRequest(ctx, OWNER.username, WRONG)).status).toBe(401)
     const throttled = await loginRequest(ctx, OWNER.username, WRONG)
     expect(throttled.status).toBe(429)
     expect(await throttled.json()).toEqual(THROTTLED)
@@ -119,7 +120,9 @@ describe('password login', () => {
 
   it("does not throttle another account for one account's failures", async () => {
     const bobPassword = 'bob-password-1'
-    const created = await ctx.api(owner.token).api.v1.users.post({ email: 'bob@example.com', username: 'bob', password: bobPassword })
+    const created = await ctx
+      .api(owner.token)
+      .api.v1.users.post({ email: 'bob@example.com', username: 'bob', password: bobPassword })
     expect(created.status).toBe(201)
     for (let attempt = 1; attempt <= 3; attempt++) await loginRequest(ctx, OWNER.username, WRONG)
     expect((await loginRequest(ctx, OWNER.username, OWNER.password)).status).toBe(429)
@@ -152,7 +155,9 @@ describe('password login', () => {
 
   it("refuses a suspended user's correct password with 403", async () => {
     const password = 'carol-password-1'
-    const created = await ctx.api(owner.token).api.v1.users.post({ email: 'carol@example.com', username: 'carol', password })
+    const created = await ctx
+      .api(owner.token)
+      .api.v1.users.post({ email: 'carol@example.com', username: 'carol', password })
     expect(created.status).toBe(201)
     const suspended = await ctx.api(owner.token).api.v1.users({ id: created.data!.id }).suspend.post()
     expect(suspended.status).toBe(200)

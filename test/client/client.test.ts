@@ -28,7 +28,10 @@ describe('typed client against a real server', () => {
     server = await startTestServer()
     const created = await createClient(server.url).api.v1.users.first.post(OWNER)
     if (created.error) throw new Error(`first user: ${created.error.status}`)
-    const login = await createClient(server.url).api.v1.auth.login.post({ login: OWNER.username, password: OWNER.password })
+    const login = await createClient(server.url).api.v1.auth.login.post({
+      login: OWNER.username,
+      password: OWNER.password,
+    })
     if (!login.data) throw new Error(`login: ${login.error?.status}`)
     sessionToken = login.data.session_token
   })
@@ -37,7 +40,10 @@ describe('typed client against a real server', () => {
   })
 
   it('signs in with email and password and receives a session token', async () => {
-    const { data, error } = await createClient(server.url).api.v1.auth.login.post({ login: OWNER.email, password: OWNER.password })
+    const { data, error } = await createClient(server.url).api.v1.auth.login.post({
+      login: OWNER.email,
+      password: OWNER.password,
+    })
     expect(error).toBeNull()
     expect(data?.user.username).toBe(OWNER.username)
     expect(data?.session_token).toBeString()
@@ -50,7 +56,9 @@ describe('typed client against a real server', () => {
   })
 
   it('creates an API token and shows it once', async () => {
-    const { data, status } = await createClient(server.url, { token: sessionToken }).api.v1.tokens.post({ name: 'created' })
+    const { data, status } = await createClient(server.url, { token: sessionToken }).api.v1.tokens.post({
+      name: 'created',
+    })
     expect(status).toBe(201)
     expect(data?.name).toBe('created')
     expect(data?.token).toStartWith(data!.prefix)
@@ -76,7 +84,9 @@ describe('typed client against a real server', () => {
   })
 
   it('authenticates with an API token', async () => {
-    const { data: created } = await createClient(server.url, { token: sessionToken }).api.v1.tokens.post({ name: 'script' })
+    const { data: created } = await createClient(server.url, { token: sessionToken }).api.v1.tokens.post({
+      name: 'script',
+    })
     const { data } = await createClient(server.url, { token: created!.token }).api.v1.users.me.get()
     expect(data?.username).toBe(OWNER.username)
   })
@@ -89,7 +99,10 @@ describe('typed client against a real server', () => {
   })
 
   it('returns an error with its status and message', async () => {
-    const { data, error } = await createClient(server.url).api.v1.auth.login.post({ login: OWNER.email, password: 'wrong-password' })
+    const { data, error } = await createClient(server.url).api.v1.auth.login.post({
+      login: OWNER.email,
+      password: 'wrong-password',
+    })
     expect(data).toBeNull()
     if (error?.status !== 401) throw new Error(`expected 401, got ${error?.status}`)
     expect(error.value.message).toBe('Incorrect email/username or password')
@@ -102,7 +115,9 @@ describe('typed client against a real server', () => {
   })
 
   it('returns 404 with a message when revoking a token that does not exist', async () => {
-    const { error } = await createClient(server.url, { token: sessionToken }).api.v1.tokens({ id: 'no-such-token' }).delete()
+    const { error } = await createClient(server.url, { token: sessionToken })
+      .api.v1.tokens({ id: 'no-such-token' })
+      .delete()
     expect(error?.status).toBe(404)
     expect(error?.value).toMatchObject({ message: 'API token not found' })
   })

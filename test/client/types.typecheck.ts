@@ -19,7 +19,11 @@ export async function typedClientChecks(baseUrl: string, token: string) {
     const organizationIds: string[] = me.data.organization_ids
     void organizationIds
   }
-  await anonymous.api.v1.users.first.post({ email: 'owner@example.com', username: 'owner', password: 'owner-password-1' })
+  await anonymous.api.v1.users.first.post({
+    email: 'owner@example.com',
+    username: 'owner',
+    password: 'owner-password-1',
+  })
   await client.api.v1.tokens.post({ name: 'ci', expires_in_seconds: 3600 })
   await client.api.v1.tokens({ id: 'token-id' }).delete()
   await client.api.v1.organizations({ id: 'org-id' }).members({ userId: 'user-id' }).put({ role: 'admin' })

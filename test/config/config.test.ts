@@ -55,7 +55,11 @@ describe('loadConfig defaults', () => {
   })
 
   it('reads durations written in minutes, hours and days', () => {
-    const config = loadConfig({ GATEHOUSE_SESSION_TTL: '12h', GATEHOUSE_LOGIN_WINDOW: '90s', GATEHOUSE_SHUTDOWN_TIMEOUT: '2m' })
+    const config = loadConfig({
+      GATEHOUSE_SESSION_TTL: '12h',
+      GATEHOUSE_LOGIN_WINDOW: '90s',
+      GATEHOUSE_SHUTDOWN_TIMEOUT: '2m',
+    })
     expect(config).toMatchObject({ sessionTtlSeconds: 43200, loginWindowSeconds: 90, shutdownTimeoutSeconds: 120 })
   })
 
@@ -66,7 +70,9 @@ describe('loadConfig defaults', () => {
   })
 
   it('accepts Postgres and in-memory database URLs', () => {
-    expect(loadConfig({ DATABASE_URL: 'postgres://gate@db:5432/gate' }).databaseUrl).toBe('postgres://gate@db:5432/gate')
+    expect(loadConfig({ DATABASE_URL: 'postgres://gate@db:5432/gate' }).databaseUrl).toBe(
+      'postgres://gate@db:5432/gate',
+    )
     expect(loadConfig({ DATABASE_URL: ':memory:' }).databaseUrl).toBe(':memory:')
   })
 })
@@ -180,7 +186,9 @@ describe('loadConfig problems', () => {
   })
 
   it('rejects a boolean it cannot read', () => {
-    expect(problemsOf({ GATEHOUSE_TRUST_PROXY: 'maybe' })).toEqual(['GATEHOUSE_TRUST_PROXY: must be true or false, got "maybe"'])
+    expect(problemsOf({ GATEHOUSE_TRUST_PROXY: 'maybe' })).toEqual([
+      'GATEHOUSE_TRUST_PROXY: must be true or false, got "maybe"',
+    ])
   })
 
   it('reports every problem at once, one line per variable', () => {
@@ -225,7 +233,9 @@ describe('gatehouse serve with a bad configuration', () => {
       expect(result.exitCode).toBe(2)
       const lines = result.stderr.trim().split('\n')
       expect(lines[0]).toBe('gatehouse: invalid configuration:')
-      expect(lines.filter((line) => line.includes('PORT'))).toEqual(['gatehouse:   PORT: must be a whole number, got "abc"'])
+      expect(lines.filter((line) => line.includes('PORT'))).toEqual([
+        'gatehouse:   PORT: must be a whole number, got "abc"',
+      ])
       expect(lines.filter((line) => line.includes('GATEHOUSE_LOG_LEVEL'))).toHaveLength(1)
       expect(lines).toHaveLength(3)
       expect(result.stdout).toBe('')

@@ -27,7 +27,9 @@ describe('splitStatements', () => {
   })
 
   it('keeps a statement that spans several lines whole', () => {
-    expect(splitStatements('CREATE TABLE a (\n  x INTEGER,\n  y TEXT\n);\n')).toEqual(['CREATE TABLE a (\n  x INTEGER,\n  y TEXT\n)'])
+    expect(splitStatements('CREATE TABLE a (\n  x INTEGER,\n  y TEXT\n);\n')).toEqual([
+      'CREATE TABLE a (\n  x INTEGER,\n  y TEXT\n)',
+    ])
   })
 
   it('does not split on a semicolon inside a line', () => {
@@ -45,12 +47,16 @@ describe('splitStatements', () => {
   })
 
   it('keeps comments that introduce a statement with it', () => {
-    const statements = splitStatements('-- users\nCREATE TABLE users (id TEXT);\n\n-- orgs\nCREATE TABLE orgs (id TEXT);\n')
+    const statements = splitStatements(
+      '-- users\nCREATE TABLE users (id TEXT);\n\n-- orgs\nCREATE TABLE orgs (id TEXT);\n',
+    )
     expect(statements).toEqual(['-- users\nCREATE TABLE users (id TEXT)', '-- orgs\nCREATE TABLE orgs (id TEXT)'])
   })
 
   it('drops a trailing chunk that holds only comments', () => {
-    expect(splitStatements('CREATE TABLE a (x INTEGER);\n\n-- end of migration\n-- nothing else\n')).toEqual(['CREATE TABLE a (x INTEGER)'])
+    expect(splitStatements('CREATE TABLE a (x INTEGER);\n\n-- end of migration\n-- nothing else\n')).toEqual([
+      'CREATE TABLE a (x INTEGER)',
+    ])
   })
 
   it('treats a last statement without a semicolon as a statement', () => {
@@ -82,7 +88,10 @@ describe('migrateToLatest', () => {
   async function openTestDatabase(): Promise<Store> {
     const database = await createTestDatabase()
     const store = await openDatabase(database.url)
-    cleanups.push(() => database.drop(), () => store.db.destroy())
+    cleanups.push(
+      () => database.drop(),
+      () => store.db.destroy(),
+    )
     return store
   }
 
@@ -95,13 +104,16 @@ describe('migrateToLatest', () => {
   }
 
   async function sqliteTables(store: Store): Promise<string[]> {
-    const { rows } = await sql<{ name: string }>`select name from sqlite_master where type = 'table' and name not like 'kysely_%' order by name`.execute(store.db)
+    const { rows } = await sql<{
+      name: string
+    }>`select name from sqlite_master where type = 'table' and name not like 'kysely_%' order by name`.execute(store.db)
     return rows.map((row) => row.name)
   }
 
   it('runs every statement of a migration file on SQLite', async () => {
     const root = migrationFolder({
-      '0001_x.sql': '-- three tables\nCREATE TABLE alpha (id TEXT);\n\nCREATE TABLE beta (\n  id TEXT\n);\nCREATE TABLE gamma (id TEXT); -- last\n',
+      '0001_x.sql':
+        '-- three tables\nCREATE TABLE alpha (id TEXT);\n\nCREATE TABLE beta (\n  id TEXT\n);\nCREATE TABLE gamma (id TEXT); -- last\n',
     })
     const store = await openDatabase(':memory:')
     cleanups.push(() => store.db.destroy())
@@ -143,7 +155,10 @@ describe('migrateToLatest', () => {
     const store = await openDatabase(':memory:')
     cleanups.push(() => store.db.destroy())
     await migrateToLatest(store.db, 'sqlite', root).catch(() => undefined)
-    writeFileSync(join(root, 'sqlite', '0001_broken.sql'), 'CREATE TABLE fine (id TEXT);\nCREATE TABLE broken (id TEXT);\n')
+    writeFileSync(
+      join(root, 'sqlite', '0001_broken.sql'),
+      'CREATE TABLE fine (id TEXT);\nCREATE TABLE broken (id TEXT);\n',
+    )
     expect(await migrateToLatest(store.db, 'sqlite', root)).toEqual(['0001_broken'])
   })
 
@@ -168,7 +183,10 @@ describe('migrateToLatest', () => {
   })
 
   it('ships the same migration file names for SQLite and Postgres', () => {
-    const names = (dialect: string) => readdirSync(join(MIGRATIONS_DIR, dialect)).filter((file) => file.endsWith('.sql')).sort()
+    const names = (dialect: string) =>
+      readdirSync(join(MIGRATIONS_DIR, dialect))
+        .filter((file) => file.endsWith('.sql'))
+        .sort()
     expect(names('sqlite').length).toBeGreaterThan(0)
     expect(names('postgres')).toEqual(names('sqlite'))
   })
@@ -208,7 +226,10 @@ describe.skipIf(!usingPostgres)('concurrent migrations on Postgres', () => {
       [0, ''],
     ])
     const shipped = await shippedMigrations('postgres')
-    expect(results.map((result) => result.stdout).sort()).toEqual([`applied: ${shipped.join(', ')}\n`, 'database is up to date\n'])
+    expect(results.map((result) => result.stdout).sort()).toEqual([
+      `applied: ${shipped.join(', ')}\n`,
+      'database is up to date\n',
+    ])
     expect(await appliedMigrationNames(url)).toEqual(shipped)
   })
 

@@ -41,7 +41,9 @@ describe('API error responses', () => {
 
   it('answers a body over the limit with a JSON 413 naming the limit', async () => {
     const body = JSON.stringify({ ...OWNER, display_name: 'x'.repeat(4096) })
-    const response = await ctx.app.handle(postJson('/api/v1/users/first', body, { 'content-length': String(body.length) }))
+    const response = await ctx.app.handle(
+      postJson('/api/v1/users/first', body, { 'content-length': String(body.length) }),
+    )
     expect(response.status).toBe(413)
     expect(await response.json()).toEqual({
       message: 'Request body too large',
@@ -52,7 +54,9 @@ describe('API error responses', () => {
   it('writes nothing when it refuses a body over the limit', async () => {
     // Valid apart from its size: without the limit this body would create the owner.
     const body = JSON.stringify({ ...OWNER, padding: 'x'.repeat(4096) })
-    const refused = await ctx.app.handle(postJson('/api/v1/users/first', body, { 'content-length': String(body.length) }))
+    const refused = await ctx.app.handle(
+      postJson('/api/v1/users/first', body, { 'content-length': String(body.length) }),
+    )
     expect(refused.status).toBe(413)
     expect(await ctx.db.selectFrom('users').select('id').execute()).toEqual([])
     const { status } = await ctx.api().api.v1.users.first.post(OWNER)
@@ -60,7 +64,9 @@ describe('API error responses', () => {
   })
 
   it('answers a body that fails validation with 422 naming the field', async () => {
-    const response = await ctx.app.handle(postJson('/api/v1/users/first', JSON.stringify({ ...OWNER, email: 'not-an-email' })))
+    const response = await ctx.app.handle(
+      postJson('/api/v1/users/first', JSON.stringify({ ...OWNER, email: 'not-an-email' })),
+    )
     expect(response.status).toBe(422)
     const body = await response.json()
     expect(body.message).toBe('Invalid request body')
@@ -70,7 +76,10 @@ describe('API error responses', () => {
 
   it('names every invalid field of a body', async () => {
     const response = await ctx.app.handle(
-      postJson('/api/v1/users/first', JSON.stringify({ email: 'owner@example.com', username: '-bad-', password: 'short' })),
+      postJson(
+        '/api/v1/users/first',
+        JSON.stringify({ email: 'owner@example.com', username: '-bad-', password: 'short' }),
+      ),
     )
     expect(response.status).toBe(422)
     const fields = (await response.json()).validations.map((v: { field: string }) => v.field)

@@ -56,18 +56,27 @@ describe('MCP endpoint errors', () => {
   })
 
   it('answers a client that accepts only application/json with 406', async () => {
-    const response = record('Accept: application/json', await postMcp(server.url, server.owner.token, rpc('tools/list'), { accept: 'application/json' }))
+    const response = record(
+      'Accept: application/json',
+      await postMcp(server.url, server.owner.token, rpc('tools/list'), { accept: 'application/json' }),
+    )
     expect(response.status).toBe(406)
     expect(response.body.error.message).toContain('text/event-stream')
   })
 
   it('answers a text/plain body with 415', async () => {
-    const response = record('Content-Type: text/plain', await postMcp(server.url, server.owner.token, rpc('tools/list'), { 'content-type': 'text/plain' }))
+    const response = record(
+      'Content-Type: text/plain',
+      await postMcp(server.url, server.owner.token, rpc('tools/list'), { 'content-type': 'text/plain' }),
+    )
     expect(response.status).toBe(415)
   })
 
   it('answers invalid tool arguments with an error result naming the argument', async () => {
-    const response = record('invalid arguments', await postMcp(server.url, server.owner.token, toolCall('list_users', { limit: 'x' })))
+    const response = record(
+      'invalid arguments',
+      await postMcp(server.url, server.owner.token, toolCall('list_users', { limit: 'x' })),
+    )
     expect(response.status).toBe(200)
     expect(response.body.result.isError).toBe(true)
     expect(response.body.result.content[0].text).toContain('limit')
@@ -124,10 +133,13 @@ describe('tools/call answered alike with and without the fast path', () => {
     return { fast: { status: fast.status, body: fast.body }, sdk: { status: sdk.status, body: sdk.body } }
   }
 
-  const call = (envelope: string) => `{"jsonrpc":"2.0",${envelope}"method":"tools/call","params":{"name":"get_authenticated_user","arguments":{}}}`
+  const call = (envelope: string) =>
+    `{"jsonrpc":"2.0",${envelope}"method":"tools/call","params":{"name":"get_authenticated_user","arguments":{}}}`
 
   it('refuses a call whose arguments are null as the SDK does', async () => {
-    const { fast, sdk } = await both('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_authenticated_user","arguments":null}}')
+    const { fast, sdk } = await both(
+      '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_authenticated_user","arguments":null}}',
+    )
     expect(sdk.body.error.code).toBe(-32602)
     expect(fast).toEqual(sdk)
   })

@@ -58,7 +58,9 @@ describe('tools/call fast path', () => {
     })
 
     it(`answers a tool's own error on ${version} exactly as the SDK does`, async () => {
-      const { fast, sdk } = await both(() => call(version, 'revoke_authorized_app', { client_id: 'nobody' }, 'req-2' as unknown as number))
+      const { fast, sdk } = await both(() =>
+        call(version, 'revoke_authorized_app', { client_id: 'nobody' }, 'req-2' as unknown as number),
+      )
       expect(fast.body).toContain('"isError":true')
       expect(fast).toEqual(sdk)
     })

@@ -9,7 +9,17 @@ import { bootstrapOwner } from '../setup.ts'
 import { obtainTokens } from '../oauth/helpers.ts'
 import { remote } from '../fixtures/http.ts'
 import { startTwoProcesses, type ServeProcess, type TwoProcesses } from '../fixtures/two-processes.ts'
-import { callApi, closeClients, connectClient, createApiToken, pinRevision, postMcp, rpc, textJson, type Revision } from './support-mcp-server.ts'
+import {
+  callApi,
+  closeClients,
+  connectClient,
+  createApiToken,
+  pinRevision,
+  postMcp,
+  rpc,
+  textJson,
+  type Revision,
+} from './support-mcp-server.ts'
 
 /** The principal cache keeps an entry for 5 s; a revocation elsewhere must show within twice that. */
 const PROPAGATION_LIMIT_MS = 10_000
@@ -66,7 +76,10 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('MCP across two gatehouse proces
       expect(client.getNegotiatedProtocolVersion()).toBe(revision)
 
       for (let call = 0; call < CALLS_PER_CLIENT; call++) {
-        const result = await client.callTool({ name: call % 2 ? 'list_organizations' : 'get_authenticated_user', arguments: {} })
+        const result = await client.callTool({
+          name: call % 2 ? 'list_organizations' : 'get_authenticated_user',
+          arguments: {},
+        })
         expect(result.isError, `call ${call}`).toBeFalsy()
         if (call % 2 === 0) expect(textJson(result)).toMatchObject({ id: owner.id, username: 'owner' })
         else expect(textJson(result).organizations).toHaveLength(1)
@@ -82,7 +95,10 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('MCP across two gatehouse proces
     expect((await callApi(a, owner.token, 'DELETE', `/api/v1/tokens/${apiToken.id}`)).status).toBe(204)
 
     expect((await postMcp(a.url, apiToken.token, rpc('tools/list'))).status).toBe(401)
-    const refusedOnB = await eventually(async () => (await postMcp(b.url, apiToken.token, rpc('tools/list'))).status === 401, PROPAGATION_LIMIT_MS)
+    const refusedOnB = await eventually(
+      async () => (await postMcp(b.url, apiToken.token, rpc('tools/list'))).status === 401,
+      PROPAGATION_LIMIT_MS,
+    )
     expect(refusedOnB).toBe(true)
   }, 30_000)
 

@@ -10,7 +10,13 @@ import { createPkce } from '../oauth/helpers.ts'
 import { OWNER, startTestServer } from '../setup.ts'
 import { findFreePort } from '../fixtures/cli-process.ts'
 import { decideAsUser, signUpOwner } from '../fixtures/http.ts'
-import { recordingFetch, REDIRECT_URL, ScriptedOAuthProvider, TIMEOUT_MS, type RecordedExchange } from './support-oauth-provider.ts'
+import {
+  recordingFetch,
+  REDIRECT_URL,
+  ScriptedOAuthProvider,
+  TIMEOUT_MS,
+  type RecordedExchange,
+} from './support-oauth-provider.ts'
 
 // The official MCP SDK client (v2) meeting Gatehouse for the first time, over real HTTP: the 401
 // challenge, RFC 9728 and RFC 8414 discovery, dynamic registration, PKCE, the owner's consent, the
@@ -74,7 +80,8 @@ async function firstContact(clientOptions: ClientOptions): Promise<FirstContact>
 
   const transport = new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider, fetch })
   const firstError = await connectError(new Client(CLIENT_INFO, clientOptions), transport)
-  if (!UnauthorizedError.isInstance(firstError)) throw new Error(`the first connect did not ask for authorization: ${String(firstError)}`)
+  if (!UnauthorizedError.isInstance(firstError))
+    throw new Error(`the first connect did not ask for authorization: ${String(firstError)}`)
   await transport.finishAuth(provider.lastCallback)
   await transport.close()
 
@@ -109,7 +116,9 @@ describe.each(REVISIONS)('first contact of an unauthenticated SDK client on %s',
     expect(UnauthorizedError.isInstance(contact.firstError)).toBe(true)
     const challenge = contact.log.find((entry) => entry.method === 'POST' && entry.url === mcpUrl.href)
     expect(challenge?.status).toBe(401)
-    expect(challenge?.wwwAuthenticate).toContain(`resource_metadata="${publicUrl}/.well-known/oauth-protected-resource/mcp"`)
+    expect(challenge?.wwwAuthenticate).toContain(
+      `resource_metadata="${publicUrl}/.well-known/oauth-protected-resource/mcp"`,
+    )
     expect(challenge?.wwwAuthenticate).toContain('scope="mcp"')
   })
 
@@ -147,13 +156,18 @@ describe.each(REVISIONS)('first contact of an unauthenticated SDK client on %s',
     expect(tokens.token_type.toLowerCase()).toBe('bearer')
     expect(tokens.access_token).toStartWith('gth_oat_')
     expect(scopesOf(tokens.scope)).toContain('mcp')
-    if (scopesOf(authorizationUrl.searchParams.get('scope')).includes('offline_access')) expect(tokens.refresh_token).toStartWith('gth_ort_')
+    if (scopesOf(authorizationUrl.searchParams.get('scope')).includes('offline_access'))
+      expect(tokens.refresh_token).toStartWith('gth_ort_')
   })
 
   it('lists the tools and calls get_authenticated_user as the owner after reconnecting', () => {
     expect(contact.tools).toContain('get_authenticated_user')
     expect(contact.whoami.isError).toBeFalsy()
-    expect(contact.whoami.structuredContent).toMatchObject({ username: OWNER.username, email: OWNER.email, roles: ['owner'] })
+    expect(contact.whoami.structuredContent).toMatchObject({
+      username: OWNER.username,
+      email: OWNER.email,
+      roles: ['owner'],
+    })
   })
 })
 
@@ -251,11 +265,16 @@ describe('step-up from mcp to mcp:admin', () => {
   let firstTokens: StoredOAuthTokens
 
   beforeAll(async () => {
-    provider = new ScriptedOAuthProvider({ sessionToken, grantTypes: ['authorization_code'], clientName: 'Step-up client' })
+    provider = new ScriptedOAuthProvider({
+      sessionToken,
+      grantTypes: ['authorization_code'],
+      clientName: 'Step-up client',
+    })
     recorder = recordingFetch()
     const first = new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider, fetch: recorder.fetch })
     const error = await connectError(new Client(CLIENT_INFO), first)
-    if (!UnauthorizedError.isInstance(error)) throw new Error(`the first connect did not ask for authorization: ${String(error)}`)
+    if (!UnauthorizedError.isInstance(error))
+      throw new Error(`the first connect did not ask for authorization: ${String(error)}`)
     await first.finishAuth(provider.lastCallback)
     await first.close()
     firstTokens = provider.savedTokens.at(-1)!
@@ -283,7 +302,12 @@ describe('step-up from mcp to mcp:admin', () => {
         accept: 'application/json, text/event-stream',
         'mcp-protocol-version': '2025-06-18',
       },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'list_users', arguments: {} } }),
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'tools/call',
+        params: { name: 'list_users', arguments: {} },
+      }),
       signal: AbortSignal.timeout(TIMEOUT_MS),
     })
     expect(response.status).toBe(403)

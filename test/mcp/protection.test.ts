@@ -61,7 +61,10 @@ describe('MCP endpoint protection', () => {
     })
 
     it('refuses a token issued for the management API with 401 invalid_token naming its audience', async () => {
-      const { tokens } = await server.oauthToken(server.owner.token, { scope: 'mcp api', resource: `${server.publicUrl}/api` })
+      const { tokens } = await server.oauthToken(server.owner.token, {
+        scope: 'mcp api',
+        resource: `${server.publicUrl}/api`,
+      })
       const response = await postMcp(server.url, tokens.access_token, TOOLS_LIST())
       expect(response.status).toBe(401)
       const params = expectChallenge(response.headers.get('www-authenticate'), { error: 'invalid_token', scope: 'mcp' })
@@ -107,7 +110,9 @@ describe('MCP endpoint protection', () => {
       const client = await connectClient(server.url, tokens.access_token)
       const result = await client.callTool({ name: 'list_users', arguments: {} })
       expect(result.isError).toBeFalsy()
-      expect((result.structuredContent as { users: { username: string }[] }).users.map((user) => user.username)).toEqual(['alice', 'owner'])
+      expect(
+        (result.structuredContent as { users: { username: string }[] }).users.map((user) => user.username),
+      ).toEqual(['alice', 'owner'])
     })
 
     it('does not run list_users for an admin token without mcp:admin when the call comes in a JSON-RPC batch', async () => {
@@ -140,7 +145,9 @@ describe('MCP endpoint protection', () => {
 
   describe('DNS-rebinding checks', () => {
     it('refuses a request from a foreign Origin with 403', async () => {
-      const response = await postMcp(server.url, server.owner.token, TOOLS_LIST(), { origin: 'https://evil.example.com' })
+      const response = await postMcp(server.url, server.owner.token, TOOLS_LIST(), {
+        origin: 'https://evil.example.com',
+      })
       expect(response.status).toBe(403)
       expect(response.body.error.message).toContain('https://evil.example.com')
     })
@@ -158,7 +165,9 @@ describe('MCP endpoint protection', () => {
     })
 
     it('answers a request whose Host is another loopback name', async () => {
-      const response = await postMcp(server.url, server.owner.token, TOOLS_LIST(), { host: `localhost:${new URL(server.url).port}` })
+      const response = await postMcp(server.url, server.owner.token, TOOLS_LIST(), {
+        host: `localhost:${new URL(server.url).port}`,
+      })
       expect(response.status).toBe(200)
     })
 
@@ -193,7 +202,12 @@ describe('MCP endpoint protection', () => {
     it("refuses an app's OAuth token on the very next request after the user revokes the app", async () => {
       const { client, tokens } = await server.oauthToken(server.owner.token)
       expect((await postMcp(server.url, tokens.access_token, TOOLS_LIST())).status).toBe(200)
-      const revoked = await callApi(server, server.owner.token, 'DELETE', `/api/v1/users/me/oauth-grants/${encodeURIComponent(client.client_id)}`)
+      const revoked = await callApi(
+        server,
+        server.owner.token,
+        'DELETE',
+        `/api/v1/users/me/oauth-grants/${encodeURIComponent(client.client_id)}`,
+      )
       expect(revoked.status).toBe(204)
       expect((await postMcp(server.url, tokens.access_token, TOOLS_LIST())).status).toBe(401)
     })
@@ -202,7 +216,9 @@ describe('MCP endpoint protection', () => {
       const admin = await server.createUser('alice', 'admin')
       const before = await postMcp(server.url, admin.token, TOOLS_LIST())
       expect(before.body.result.tools.map((tool: { name: string }) => tool.name)).toContain('list_users')
-      expect((await callApi(server, server.owner.token, 'PUT', `/api/v1/users/${admin.id}/role`, { role: 'member' })).status).toBe(200)
+      expect(
+        (await callApi(server, server.owner.token, 'PUT', `/api/v1/users/${admin.id}/role`, { role: 'member' })).status,
+      ).toBe(200)
       const after = await postMcp(server.url, admin.token, TOOLS_LIST())
       expect(after.body.result.tools.map((tool: { name: string }) => tool.name)).not.toContain('list_users')
     })
@@ -218,7 +234,10 @@ describe('MCP endpoint protection', () => {
         queried = resolve
       })
       // A lookup that has read the (still live) token from the database but not finished yet...
-      const inFlight = authenticateTokenCached({ ...server.deps, db: holdResults(server.db, released, queried) }, apiToken.token)
+      const inFlight = authenticateTokenCached(
+        { ...server.deps, db: holdResults(server.db, released, queried) },
+        apiToken.token,
+      )
       await hasQueried
       // ...while the token is deleted, which clears this process's principal cache.
       expect((await callApi(server, server.owner.token, 'DELETE', `/api/v1/tokens/${apiToken.id}`)).status).toBe(204)

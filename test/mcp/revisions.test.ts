@@ -2,7 +2,15 @@
 // the three stateless 2025 revisions and 2026-07-28.
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'bun:test'
-import { closeClients, connectClient, pinRevision, REVISIONS, startMcpServer, textJson, type McpServer } from './support-mcp-server.ts'
+import {
+  closeClients,
+  connectClient,
+  pinRevision,
+  REVISIONS,
+  startMcpServer,
+  textJson,
+  type McpServer,
+} from './support-mcp-server.ts'
 
 describe('MCP protocol revisions', () => {
   let server: McpServer
@@ -24,7 +32,13 @@ describe('MCP protocol revisions', () => {
 
       const { tools } = await client.listTools()
       expect(tools.map((tool) => tool.name)).toEqual(
-        expect.arrayContaining(['get_authenticated_user', 'list_organizations', 'list_authorized_apps', 'revoke_authorized_app', 'list_users']),
+        expect.arrayContaining([
+          'get_authenticated_user',
+          'list_organizations',
+          'list_authorized_apps',
+          'revoke_authorized_app',
+          'list_users',
+        ]),
       )
 
       const result = await client.callTool({ name: 'get_authenticated_user', arguments: {} })

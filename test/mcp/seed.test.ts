@@ -42,7 +42,13 @@ describe('MCP endpoint (seed scenarios)', () => {
     expect(Object.keys(user)).toEqual(
       expect.arrayContaining(['id', 'username', 'email', 'status', 'login_type', 'roles', 'organization_ids']),
     )
-    expect(user).toMatchObject({ id: server.owner.id, username: 'owner', email: 'owner@example.com', status: 'active', roles: ['owner'] })
+    expect(user).toMatchObject({
+      id: server.owner.id,
+      username: 'owner',
+      email: 'owner@example.com',
+      status: 'active',
+      roles: ['owner'],
+    })
     expect(user.organization_ids).toHaveLength(1)
     expect(result.structuredContent).toEqual(user)
   })
@@ -141,7 +147,12 @@ describe('MCP endpoint (seed scenarios)', () => {
     const basic = `Basic ${btoa(`${encodeURIComponent(registered.client_id)}:${encodeURIComponent(registered.client_secret!)}`)}`
     const exchanged = await tokenRequest(
       server.ctx,
-      { grant_type: 'authorization_code', code: location.searchParams.get('code')!, redirect_uri: REDIRECT_URI, code_verifier: pkce.verifier },
+      {
+        grant_type: 'authorization_code',
+        code: location.searchParams.get('code')!,
+        redirect_uri: REDIRECT_URI,
+        code_verifier: pkce.verifier,
+      },
       { authorization: basic },
     )
     expect(exchanged.status).toBe(200)

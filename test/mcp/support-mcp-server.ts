@@ -1,7 +1,12 @@
 // Shared by the MCP endpoint suites: a real server whose public URL is the URL the tests use, the
 // SDK client pointed at it, and raw JSON-RPC over fetch for the wire-level checks.
 
-import { Client, StreamableHTTPClientTransport, type ClientOptions, type StreamableHTTPClientTransportOptions } from '@modelcontextprotocol/client'
+import {
+  Client,
+  StreamableHTTPClientTransport,
+  type ClientOptions,
+  type StreamableHTTPClientTransportOptions,
+} from '@modelcontextprotocol/client'
 import type { Config } from '../../src/config.ts'
 import { bootstrapOwner, createUserAndLogin, startTestServer } from '../setup.ts'
 import { obtainTokens } from '../oauth/helpers.ts'
@@ -40,15 +45,20 @@ export async function startMcpServer(overrides: Partial<Config> = {}) {
     deps: server.deps,
     db: server.deps.db,
     /** An owner-created user of the given role, signed in. */
-    createUser: (username: string, role: 'admin' | 'member' = 'member') => createUserAndLogin(ctx, owner.token, username, role),
+    createUser: (username: string, role: 'admin' | 'member' = 'member') =>
+      createUserAndLogin(ctx, owner.token, username, role),
     /** An OAuth access token from a full flow with `sessionToken`; the resource defaults to the MCP endpoint. */
-    oauthToken: (sessionToken: string, options: { scope?: string; resource?: string } = {}) => obtainTokens(ctx, sessionToken, options),
+    oauthToken: (sessionToken: string, options: { scope?: string; resource?: string } = {}) =>
+      obtainTokens(ctx, sessionToken, options),
     close: () => server.close(),
   }
 }
 
 /** A personal API token of the user behind `sessionToken` (POST /api/v1/tokens). */
-export async function createApiToken(server: Pick<McpServer, 'url'>, sessionToken: string): Promise<{ id: string; token: string }> {
+export async function createApiToken(
+  server: Pick<McpServer, 'url'>,
+  sessionToken: string,
+): Promise<{ id: string; token: string }> {
   const response = await fetch(`${server.url}/api/v1/tokens`, {
     method: 'POST',
     headers: { authorization: `Bearer ${sessionToken}`, 'content-type': 'application/json' },
@@ -69,7 +79,10 @@ export async function callApi(
 ): Promise<{ status: number; body: any }> {
   const response = await fetch(`${server.url}${path}`, {
     method,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
     body: body === undefined ? undefined : JSON.stringify(body),
     signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
   })
@@ -100,7 +113,10 @@ export async function connectClient(
 ): Promise<Client> {
   const client = new Client({ name: 'gatehouse-test-client', version: '1.0.0' }, options)
   const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {}
-  const transport = new StreamableHTTPClientTransport(new URL(`${url}/mcp`), { requestInit: { headers }, ...transportOptions })
+  const transport = new StreamableHTTPClientTransport(new URL(`${url}/mcp`), {
+    requestInit: { headers },
+    ...transportOptions,
+  })
   openClients.add(client)
   try {
     await client.connect(transport)
@@ -194,6 +210,7 @@ export function toolCall(name: string, args: Record<string, unknown> = {}): Reco
 /** The parameters of a `WWW-Authenticate: Bearer …` challenge, by name. */
 export function challengeParams(header: string | null): Record<string, string> {
   const params: Record<string, string> = {}
-  for (const match of (header ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) params[match[1]] = match[2].replace(/\\(.)/g, '$1')
+  for (const match of (header ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g))
+    params[match[1]] = match[2].replace(/\\(.)/g, '$1')
   return params
 }

@@ -3,7 +3,16 @@
 
 import { afterEach, beforeEach, describe, expect, it } from 'bun:test'
 import type { Client } from '@modelcontextprotocol/client'
-import { closeClients, connectClient, pinRevision, postMcp, rpc, startMcpServer, textOf, type McpServer } from './support-mcp-server.ts'
+import {
+  closeClients,
+  connectClient,
+  pinRevision,
+  postMcp,
+  rpc,
+  startMcpServer,
+  textOf,
+  type McpServer,
+} from './support-mcp-server.ts'
 
 describe('MCP tools', () => {
   let server: McpServer
@@ -49,7 +58,9 @@ describe('MCP tools', () => {
     it('lists an app the user authorized through OAuth', async () => {
       const { client } = await server.oauthToken(server.owner.token, { scope: 'mcp' })
       const { apps } = await structured(await connect(server.owner.token), 'list_authorized_apps')
-      expect(apps).toEqual([expect.objectContaining({ client_id: client.client_id, client_name: 'Test client', scope: 'mcp' })])
+      expect(apps).toEqual([
+        expect.objectContaining({ client_id: client.client_id, client_name: 'Test client', scope: 'mcp' }),
+      ])
     })
 
     it('lists no apps for a user who authorized none', async () => {
@@ -72,12 +83,17 @@ describe('MCP tools', () => {
     it('lets an app revoke its own access with its own token', async () => {
       const { client, tokens } = await server.oauthToken(server.owner.token)
       const mcp = await connect(tokens.access_token)
-      expect(await structured(mcp, 'revoke_authorized_app', { client_id: client.client_id })).toMatchObject({ revoked: true })
+      expect(await structured(mcp, 'revoke_authorized_app', { client_id: client.client_id })).toMatchObject({
+        revoked: true,
+      })
       expect((await postMcp(server.url, tokens.access_token, rpc('tools/list'))).status).toBe(401)
     })
 
     it('answers revoking an unknown client_id with an error result', async () => {
-      const result = await (await connect(server.owner.token)).callTool({ name: 'revoke_authorized_app', arguments: { client_id: 'no-such-app' } })
+      const result = await (await connect(server.owner.token)).callTool({
+        name: 'revoke_authorized_app',
+        arguments: { client_id: 'no-such-app' },
+      })
       expect(result.isError).toBe(true)
       expect(textOf(result)).toContain('no-such-app')
     })
@@ -85,7 +101,10 @@ describe('MCP tools', () => {
     it("does not revoke another user's authorization of the same app", async () => {
       const { client, tokens } = await server.oauthToken(server.owner.token)
       const member = await server.createUser('bob')
-      const result = await (await connect(member.token)).callTool({ name: 'revoke_authorized_app', arguments: { client_id: client.client_id } })
+      const result = await (await connect(member.token)).callTool({
+        name: 'revoke_authorized_app',
+        arguments: { client_id: client.client_id },
+      })
       expect(result.isError).toBe(true)
       expect((await postMcp(server.url, tokens.access_token, rpc('tools/list'))).status).toBe(200)
     })
@@ -125,7 +144,13 @@ describe('MCP tools', () => {
     it('shows the role member for a member', async () => {
       const member = await server.createUser('bob')
       const user = await structured(await connect(member.token), 'get_authenticated_user')
-      expect(user).toMatchObject({ id: member.id, username: 'bob', email: 'bob@example.com', roles: ['member'], status: 'active' })
+      expect(user).toMatchObject({
+        id: member.id,
+        username: 'bob',
+        email: 'bob@example.com',
+        roles: ['member'],
+        status: 'active',
+      })
     })
 
     it('shows the user behind an OAuth token, not the app', async () => {

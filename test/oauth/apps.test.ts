@@ -1,14 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'bun:test'
 import { bootstrapOwner, createUserAndLogin, setup, type TestContext } from '../setup.ts'
 import { authorizeWithBearer, createPkce, obtainTokens, REDIRECT_URI } from './helpers.ts'
-import {
-  API_RESOURCE,
-  authorizeParams,
-  basicAuth,
-  callApi,
-  exchangeCode,
-  getAuthorize,
-} from './support-flow.ts'
+import { API_RESOURCE, authorizeParams, basicAuth, callApi, exchangeCode, getAuthorize } from './support-flow.ts'
 
 const API_TOKENS = { scope: 'api offline_access', resource: API_RESOURCE }
 
@@ -34,7 +27,8 @@ describe('OAuth apps in the management API', () => {
       redirect_uris: [REDIRECT_URI],
       confidential: options.confidential,
     })
-    if (created.status !== 201 || !created.data) throw new Error(`create app: ${created.status} ${JSON.stringify(created.error?.value)}`)
+    if (created.status !== 201 || !created.data)
+      throw new Error(`create app: ${created.status} ${JSON.stringify(created.error?.value)}`)
     return created.data
   }
 
@@ -48,7 +42,12 @@ describe('OAuth apps in the management API', () => {
   async function tokensFor(appId: string, secret: string, userToken = owner.token) {
     const pkce = createPkce()
     const location = await authorizeWithBearer(ctx, userToken, authorizeParams(appId, pkce, API_TOKENS))
-    return exchangeCode(ctx, { code: location.searchParams.get('code')!, verifier: pkce.verifier }, {}, basicAuth(appId, secret))
+    return exchangeCode(
+      ctx,
+      { code: location.searchParams.get('code')!, verifier: pkce.verifier },
+      {},
+      basicAuth(appId, secret),
+    )
   }
 
   /** An organization besides the default one, with a user who administers it and belongs nowhere else. */
@@ -57,7 +56,11 @@ describe('OAuth apps in the management API', () => {
     const orgId = created.data!.id
     const outsider = await createUserAndLogin(ctx, owner.token, 'outsider')
     await ctx.api(owner.token).api.v1.organizations({ id: defaultOrgId }).members({ userId: outsider.id }).delete()
-    await ctx.api(owner.token).api.v1.organizations({ id: orgId }).members({ userId: outsider.id }).put({ role: 'admin' })
+    await ctx
+      .api(owner.token)
+      .api.v1.organizations({ id: orgId })
+      .members({ userId: outsider.id })
+      .put({ role: 'admin' })
     return { orgId, outsider }
   }
 
@@ -181,7 +184,11 @@ describe('OAuth apps in the management API', () => {
       const grants = await ctx.api(member.token).api.v1.users.me['oauth-grants'].get()
       expect(grants.status).toBe(200)
       expect(grants.data).toHaveLength(1)
-      expect(grants.data![0]).toMatchObject({ client_id: app.id, client_name: 'Internal dashboard', user_id: member.id })
+      expect(grants.data![0]).toMatchObject({
+        client_id: app.id,
+        client_name: 'Internal dashboard',
+        user_id: member.id,
+      })
     })
 
     it("stops the app's tokens when the user revokes its grant", async () => {

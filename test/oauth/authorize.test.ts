@@ -1,14 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'bun:test'
 import { bootstrapOwner, createUserAndLogin, OWNER, setup, type TestContext } from '../setup.ts'
 import { authorizeUrl, authorizeWithBearer, createPkce, REDIRECT_URI, registerClient } from './helpers.ts'
-import {
-  authorizeParams,
-  exchangeCode,
-  getAuthorize,
-  hiddenFieldsOf,
-  ISSUER,
-  sessionCookie,
-} from './support-flow.ts'
+import { authorizeParams, exchangeCode, getAuthorize, hiddenFieldsOf, ISSUER, sessionCookie } from './support-flow.ts'
 
 describe('authorization endpoint', () => {
   let ctx: TestContext
@@ -67,7 +60,11 @@ describe('authorization endpoint', () => {
       ['localhost instead of the registered 127.0.0.1', 'http://localhost:8765/callback'],
     ] as const)
       it(`refuses an open-redirect attempt with ${label}`, async () => {
-        const response = await getAuthorize(ctx, authorizeParams(clientId, createPkce(), { redirect_uri: uri }), bearer())
+        const response = await getAuthorize(
+          ctx,
+          authorizeParams(clientId, createPkce(), { redirect_uri: uri }),
+          bearer(),
+        )
         await expectErrorPage(response)
       })
 
@@ -82,7 +79,11 @@ describe('authorization endpoint', () => {
     it('accepts the registered loopback URI on another port and sends the code to that exact URI', async () => {
       const other = 'http://127.0.0.1:51234/callback'
       const pkce = createPkce()
-      const location = await authorizeWithBearer(ctx, owner.token, authorizeParams(clientId, pkce, { redirect_uri: other }))
+      const location = await authorizeWithBearer(
+        ctx,
+        owner.token,
+        authorizeParams(clientId, pkce, { redirect_uri: other }),
+      )
       expect(location.origin + location.pathname).toBe(other)
       const code = location.searchParams.get('code')!
       expect(code).toStartWith('gth_code_')
@@ -107,7 +108,11 @@ describe('authorization endpoint', () => {
     it('redirects with invalid_request for code_challenge_method=plain', async () => {
       const pkce = createPkce()
       const params = expectRedirect(
-        await getAuthorize(ctx, authorizeParams(clientId, pkce, { code_challenge: pkce.verifier, code_challenge_method: 'plain' }), bearer()),
+        await getAuthorize(
+          ctx,
+          authorizeParams(clientId, pkce, { code_challenge: pkce.verifier, code_challenge_method: 'plain' }),
+          bearer(),
+        ),
       )
       expect(params.get('error')).toBe('invalid_request')
       expect(params.get('error_description')).toContain('plain is not supported')
@@ -116,7 +121,11 @@ describe('authorization endpoint', () => {
 
     it('redirects with invalid_request when code_challenge_method is missing', async () => {
       const params = expectRedirect(
-        await getAuthorize(ctx, authorizeParams(clientId, createPkce(), { code_challenge_method: undefined }), bearer()),
+        await getAuthorize(
+          ctx,
+          authorizeParams(clientId, createPkce(), { code_challenge_method: undefined }),
+          bearer(),
+        ),
       )
       expect(params.get('error')).toBe('invalid_request')
       expect(params.get('error_description')).toContain('S256')
@@ -133,7 +142,11 @@ describe('authorization endpoint', () => {
 
     it('redirects with invalid_target for a resource this server does not serve', async () => {
       const params = expectRedirect(
-        await getAuthorize(ctx, authorizeParams(clientId, createPkce(), { resource: 'https://other.example.com/mcp' }), bearer()),
+        await getAuthorize(
+          ctx,
+          authorizeParams(clientId, createPkce(), { resource: 'https://other.example.com/mcp' }),
+          bearer(),
+        ),
       )
       expect(params.get('error')).toBe('invalid_target')
       expect(params.get('error_description')).toContain('https://other.example.com/mcp')
@@ -154,8 +167,16 @@ describe('authorization endpoint', () => {
   describe('scopes', () => {
     it('narrows unknown scopes away: openid mcp grants mcp', async () => {
       const pkce = createPkce()
-      const location = await authorizeWithBearer(ctx, owner.token, authorizeParams(clientId, pkce, { scope: 'openid mcp' }))
-      const tokens = await exchangeCode(ctx, { clientId, code: location.searchParams.get('code')!, verifier: pkce.verifier })
+      const location = await authorizeWithBearer(
+        ctx,
+        owner.token,
+        authorizeParams(clientId, pkce, { scope: 'openid mcp' }),
+      )
+      const tokens = await exchangeCode(ctx, {
+        clientId,
+        code: location.searchParams.get('code')!,
+        verifier: pkce.verifier,
+      })
       expect(tokens.status).toBe(200)
       expect(tokens.body.scope).toBe('mcp')
     })
@@ -163,8 +184,16 @@ describe('authorization endpoint', () => {
     it('gives a member who asks for mcp:admin only mcp', async () => {
       const member = await createUserAndLogin(ctx, owner.token, 'member1')
       const pkce = createPkce()
-      const location = await authorizeWithBearer(ctx, member.token, authorizeParams(clientId, pkce, { scope: 'mcp mcp:admin' }))
-      const tokens = await exchangeCode(ctx, { clientId, code: location.searchParams.get('code')!, verifier: pkce.verifier })
+      const location = await authorizeWithBearer(
+        ctx,
+        member.token,
+        authorizeParams(clientId, pkce, { scope: 'mcp mcp:admin' }),
+      )
+      const tokens = await exchangeCode(ctx, {
+        clientId,
+        code: location.searchParams.get('code')!,
+        verifier: pkce.verifier,
+      })
       expect(tokens.status).toBe(200)
       expect(tokens.body.scope).toBe('mcp')
     })
@@ -222,7 +251,10 @@ describe('authorization endpoint', () => {
       )
       expect(signedIn.status).toBe(303)
       expect(signedIn.headers.get('location')).toBe(fields.next)
-      const session = signedIn.headers.getSetCookie().find((line) => line.startsWith('gatehouse_session='))!.split(';')[0]
+      const session = signedIn.headers
+        .getSetCookie()
+        .find((line) => line.startsWith('gatehouse_session='))!
+        .split(';')[0]
 
       const back = await ctx.app.handle(new Request(`http://localhost${fields.next}`, { headers: { cookie: session } }))
       expect(back.status).toBe(200)
@@ -298,7 +330,10 @@ describe('authorization endpoint', () => {
 
     it('refuses a cookie-authenticated approval with a wrong CSRF token', async () => {
       const fields = await formOfConsentPage()
-      const response = await postDecision({ ...fields, csrf_token: 'f'.repeat(64), decision: 'approve' }, sessionCookie(owner.token))
+      const response = await postDecision(
+        { ...fields, csrf_token: 'f'.repeat(64), decision: 'approve' },
+        sessionCookie(owner.token),
+      )
       expect(response.status).toBe(403)
       expect(response.headers.get('location')).toBeNull()
     })
@@ -355,7 +390,9 @@ describe('authorization endpoint', () => {
     it('does not carry consent over to another user', async () => {
       await authorizeWithBearer(ctx, owner.token, authorizeParams(clientId, createPkce()))
       const member = await createUserAndLogin(ctx, owner.token, 'member1')
-      const response = await getAuthorize(ctx, authorizeParams(clientId, createPkce()), { authorization: `Bearer ${member.token}` })
+      const response = await getAuthorize(ctx, authorizeParams(clientId, createPkce()), {
+        authorization: `Bearer ${member.token}`,
+      })
       expect(response.status).toBe(200)
     })
 

@@ -39,7 +39,9 @@ describe('a public URL with a path', () => {
     const owner = await bootstrapOwner(ctx)
     const client = await registerClient(ctx)
     const consent = await ctx.app.handle(
-      new Request(authorizeUrl(authorizeParams(client.client_id)), { headers: { authorization: `Bearer ${owner.token}` } }),
+      new Request(authorizeUrl(authorizeParams(client.client_id)), {
+        headers: { authorization: `Bearer ${owner.token}` },
+      }),
     )
     expect(consent.status).toBe(200)
     expect(await consent.text()).toContain('action="/gh/oauth2/authorize"')

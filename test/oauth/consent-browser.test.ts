@@ -41,7 +41,9 @@ describe('the consent page in Chromium', () => {
           return new Response('done', { headers: { 'content-type': 'text/plain' } })
         }
         if (url.pathname === '/own')
-          return new Response('<!doctype html><p id="own">framed fine</p>', { headers: { 'content-type': 'text/html' } })
+          return new Response('<!doctype html><p id="own">framed fine</p>', {
+            headers: { 'content-type': 'text/html' },
+          })
         if (url.pathname === '/frame') {
           // A page on another origin that tries to show the consent page inside itself, next to
           // a frame of its own that may be shown (the control: frames are readable here).
@@ -236,9 +238,7 @@ describe('the consent page in Chromium', () => {
       // Signed in first, so the frame would get the consent page itself rather than the sign-in page.
       await signInThrough(page, authorizeUrl(clientId, createPkce(), 'signed-in'))
       framedUrl = authorizeUrl(clientId, createPkce(), 'framed')
-      const served = page.waitForResponse(
-        (response) => response.url() === framedUrl && response.status() === 200,
-      )
+      const served = page.waitForResponse((response) => response.url() === framedUrl && response.status() === 200)
       await page.goto(`http://127.0.0.1:${client!.port}/frame`)
       // The server did answer the framed request with the consent page ...
       expect((await served).headers()['x-frame-options']).toBe('DENY')

@@ -67,7 +67,11 @@ export async function authorizeWithBearer(
   return new URL(location)
 }
 
-export async function tokenRequest(ctx: Pick<TestContext, 'app'>, form: Record<string, string>, headers: Record<string, string> = {}) {
+export async function tokenRequest(
+  ctx: Pick<TestContext, 'app'>,
+  form: Record<string, string>,
+  headers: Record<string, string> = {},
+) {
   const response = await ctx.app.handle(
     new Request('http://localhost/oauth2/token', {
       method: 'POST',

@@ -26,9 +26,22 @@ beforeAll(() => {
   // IP:::ffff:127.0.0.1 lets the same certificate serve the IPv4-mapped form of the loopback address.
   const openssl = Bun.spawnSync(
     [
-      'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost',
-      '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::ffff:127.0.0.1',
-      '-days', '1', '-keyout', keyPath, '-out', certPath,
+      'openssl',
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::ffff:127.0.0.1',
+      '-days',
+      '1',
+      '-keyout',
+      keyPath,
+      '-out',
+      certPath,
     ],
     { stdout: 'ignore', stderr: 'pipe' },
   )

@@ -46,7 +46,11 @@ describe('authorization server metadata (RFC 8414)', () => {
 
   it('lists the token endpoint auth methods none, client_secret_basic and client_secret_post', async () => {
     const metadata = await (await get(ctx, WELL_KNOWN)).json()
-    expect([...metadata.token_endpoint_auth_methods_supported].sort()).toEqual(['client_secret_basic', 'client_secret_post', 'none'])
+    expect([...metadata.token_endpoint_auth_methods_supported].sort()).toEqual([
+      'client_secret_basic',
+      'client_secret_post',
+      'none',
+    ])
   })
 
   it('lists the scopes mcp, mcp:admin, api and offline_access', async () => {
@@ -110,7 +114,11 @@ describe('CORS on the endpoints browser-based clients call', () => {
       new Request('http://localhost/oauth2/register', {
         method: 'POST',
         headers: { 'content-type': 'application/json', origin: 'https://app.example.com' },
-        body: JSON.stringify({ client_name: 'SPA', redirect_uris: ['https://app.example.com/cb'], token_endpoint_auth_method: 'none' }),
+        body: JSON.stringify({
+          client_name: 'SPA',
+          redirect_uris: ['https://app.example.com/cb'],
+          token_endpoint_auth_method: 'none',
+        }),
       }),
     )
     expect(response.status).toBe(201)

@@ -20,7 +20,11 @@ const RACE_ROUNDS = 10
 type Tokens = { access_token: string; refresh_token: string; [name: string]: unknown }
 
 async function call(server: Server, path: string, init: RequestInit = {}): Promise<{ status: number; body: any }> {
-  const response = await fetch(`${server.url}${path}`, { redirect: 'manual', signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS), ...init })
+  const response = await fetch(`${server.url}${path}`, {
+    redirect: 'manual',
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    ...init,
+  })
   const text = await response.text()
   let body: unknown = text
   try {
@@ -63,7 +67,11 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('two gatehouse processes on one 
   }
 
   /** One authorization on `server` with the owner's session as bearer: a fresh code and its PKCE verifier. */
-  async function authorize(server: Server, clientId: string, resource = API_RESOURCE): Promise<{ code: string; pkce: Pkce }> {
+  async function authorize(
+    server: Server,
+    clientId: string,
+    resource = API_RESOURCE,
+  ): Promise<{ code: string; pkce: Pkce }> {
     const pkce = createPkce()
     const location = await authorizeWithBearer(remote(server.url), sessionToken, {
       response_type: 'code',
@@ -91,7 +99,11 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('two gatehouse processes on one 
   }
 
   function refresh(server: Server, clientId: string, refreshToken: string) {
-    return tokenRequest(remote(server.url), { grant_type: 'refresh_token', refresh_token: refreshToken, client_id: clientId })
+    return tokenRequest(remote(server.url), {
+      grant_type: 'refresh_token',
+      refresh_token: refreshToken,
+      client_id: clientId,
+    })
   }
 
   /** A fresh grant: authorized and exchanged on `server`. */
@@ -154,7 +166,10 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('two gatehouse processes on one 
     const clientId = await newClient(a)
     for (let round = 0; round < RACE_ROUNDS; round++) {
       const tokens = await obtain(round % 2 ? b : a, clientId)
-      const results = await Promise.all([refresh(a, clientId, tokens.refresh_token), refresh(b, clientId, tokens.refresh_token)])
+      const results = await Promise.all([
+        refresh(a, clientId, tokens.refresh_token),
+        refresh(b, clientId, tokens.refresh_token),
+      ])
       // Within the grace window the second redemption is a retry: it gets a fresh pair too, and the
       // pair the first one got is dropped, so only one lineage goes on.
       for (const result of results)
@@ -173,7 +188,10 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('two gatehouse processes on one 
       // The pair the retry replaced is dropped whole (refreshTokens' contract): its access token is dead too.
       const dropped = tries[0].status === 200 ? fromB : fromA
       for (const server of [a, b])
-        expect((await me(server, dropped.access_token)).status, `round ${round}: the dropped access token on ${server.name}`).toBe(401)
+        expect(
+          (await me(server, dropped.access_token)).status,
+          `round ${round}: the dropped access token on ${server.name}`,
+        ).toBe(401)
 
       // Trying the dead one did not revoke the grant: the survivor's new tokens work on both processes.
       const survivor = succeeded[0].body as Tokens

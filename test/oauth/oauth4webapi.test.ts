@@ -28,7 +28,10 @@ describe('oauth4webapi as the client', () => {
     issuer = new URL(server.deps.config.publicUrl)
     resource = `${issuer.origin}/api`
     sessionToken = await signUpOwner(server.url)
-    as = await oauth.processDiscoveryResponse(issuer, await oauth.discoveryRequest(issuer, { algorithm: 'oauth2', ...insecure }))
+    as = await oauth.processDiscoveryResponse(
+      issuer,
+      await oauth.discoveryRequest(issuer, { algorithm: 'oauth2', ...insecure }),
+    )
   })
 
   afterAll(async () => {
@@ -78,7 +81,11 @@ describe('oauth4webapi as the client', () => {
     return oauth.processAuthorizationCodeResponse(as, client, response)
   }
 
-  async function refresh(client: oauth.Client, auth: oauth.ClientAuth, refreshToken: string): Promise<oauth.TokenEndpointResponse> {
+  async function refresh(
+    client: oauth.Client,
+    auth: oauth.ClientAuth,
+    refreshToken: string,
+  ): Promise<oauth.TokenEndpointResponse> {
     const response = await oauth.refreshTokenGrantRequest(as, client, auth, refreshToken, insecure)
     return oauth.processRefreshTokenResponse(as, client, response)
   }

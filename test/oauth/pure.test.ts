@@ -5,11 +5,15 @@ import { narrowScopes, parseScope } from '../../src/oauth/scope.ts'
 
 describe('PKCE S256', () => {
   it('accepts the RFC 7636 Appendix B example', () => {
-    expect(verifyS256Challenge('dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk', 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM')).toBe(true)
+    expect(
+      verifyS256Challenge('dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk', 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM'),
+    ).toBe(true)
   })
 
   it('rejects a verifier that does not hash to the challenge', () => {
-    expect(verifyS256Challenge('dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXX', 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM')).toBe(false)
+    expect(
+      verifyS256Challenge('dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXX', 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM'),
+    ).toBe(false)
   })
 
   it('rejects verifiers that are too short, too long or use other characters', () => {
@@ -25,8 +29,12 @@ describe('redirect URI registration', () => {
     expect(checkRedirectUri('https://app.example.com/callback', { publicClient: false })).toBeUndefined()
     expect(checkRedirectUri('http://127.0.0.1:33418/callback', { publicClient: true })).toBeUndefined()
     expect(checkRedirectUri('http://localhost/callback', { publicClient: true })).toBeUndefined()
-    expect(checkRedirectUri('cursor://anysphere.cursor-retrieval/oauth/callback', { publicClient: true })).toBeUndefined()
-    expect(checkRedirectUri('vscode://vscode.github-authentication/did-authenticate', { publicClient: true })).toBeUndefined()
+    expect(
+      checkRedirectUri('cursor://anysphere.cursor-retrieval/oauth/callback', { publicClient: true }),
+    ).toBeUndefined()
+    expect(
+      checkRedirectUri('vscode://vscode.github-authentication/did-authenticate', { publicClient: true }),
+    ).toBeUndefined()
   })
 
   it('refuses scripts, data, fragments, non-loopback http and private-use schemes for confidential clients', () => {

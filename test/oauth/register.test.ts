@@ -11,7 +11,11 @@ async function register(ctx: Ctx, body: unknown, headers: Record<string, string>
   const response = await ctx.app.handle(
     new Request('http://localhost/oauth2/register', {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'content-length': String(new TextEncoder().encode(text).length), ...headers },
+      headers: {
+        'content-type': 'application/json',
+        'content-length': String(new TextEncoder().encode(text).length),
+        ...headers,
+      },
       body: text,
     }),
   )
@@ -27,7 +31,11 @@ async function manage(ctx: Ctx, method: string, clientId: string, token: string,
     }),
   )
   const text = await response.text()
-  return { status: response.status, headers: response.headers, body: (text ? JSON.parse(text) : undefined) as Record<string, any> }
+  return {
+    status: response.status,
+    headers: response.headers,
+    body: (text ? JSON.parse(text) : undefined) as Record<string, any>,
+  }
 }
 
 const PUBLIC_CLIENT = {
@@ -99,7 +107,10 @@ describe('dynamic client registration (RFC 7591)', () => {
   })
 
   it('accepts a private-use scheme redirect URI for a public client', async () => {
-    const response = await register(ctx, { ...PUBLIC_CLIENT, redirect_uris: ['cursor://anysphere.cursor-retrieval/oauth/callback'] })
+    const response = await register(ctx, {
+      ...PUBLIC_CLIENT,
+      redirect_uris: ['cursor://anysphere.cursor-retrieval/oauth/callback'],
+    })
     expect(response.status).toBe(201)
     expect(response.body.redirect_uris).toEqual(['cursor://anysphere.cursor-retrieval/oauth/callback'])
   })
@@ -138,7 +149,10 @@ describe('dynamic client registration (RFC 7591)', () => {
   })
 
   it('refuses a body over 16 KiB with 413', async () => {
-    const response = await register(ctx, { ...PUBLIC_CLIENT, client_uri: `https://app.example.com/${'a'.repeat(17 * 1024)}` })
+    const response = await register(ctx, {
+      ...PUBLIC_CLIENT,
+      client_uri: `https://app.example.com/${'a'.repeat(17 * 1024)}`,
+    })
     expect(response.status).toBe(413)
     expect(response.body.error).toBe('invalid_client_metadata')
     expect(response.headers.get('cache-control')).toBe('no-store')
@@ -315,7 +329,10 @@ describe('client registration management (RFC 7592)', () => {
 
   it("stops the client's tokens from working once the registration is deleted", async () => {
     const owner = await bootstrapOwner(ctx)
-    const { client, tokens } = await obtainTokens(ctx, owner.token, { scope: 'api offline_access', resource: API_RESOURCE })
+    const { client, tokens } = await obtainTokens(ctx, owner.token, {
+      scope: 'api offline_access',
+      resource: API_RESOURCE,
+    })
     expect((await callApi(ctx, tokens.access_token)).status).toBe(200)
     const deleted = await manage(ctx, 'DELETE', client.client_id, client.registration_access_token)
     expect(deleted.status).toBe(204)
@@ -362,7 +379,10 @@ describe('expiry of unused dynamic clients', () => {
 
   it('keeps an old dynamic client that has been used', async () => {
     const owner = await bootstrapOwner(ctx)
-    const { client, tokens } = await obtainTokens(ctx, owner.token, { scope: 'api offline_access', resource: API_RESOURCE })
+    const { client, tokens } = await obtainTokens(ctx, owner.token, {
+      scope: 'api offline_access',
+      resource: API_RESOURCE,
+    })
     await ageClient(client.client_id)
     await sweepExpired(ctx.deps)
     const refreshed = await refresh(ctx, client.client_id, tokens.refresh_token)

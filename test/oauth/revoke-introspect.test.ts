@@ -146,7 +146,10 @@ describe('token introspection (RFC 7662)', () => {
 
   it('answers a public client with 401 invalid_client', async () => {
     const { client, tokens } = await obtainTokens(ctx, owner.token, API_TOKENS)
-    const response = await oauthPost(ctx, '/oauth2/introspect', { token: tokens.access_token, client_id: client.client_id })
+    const response = await oauthPost(ctx, '/oauth2/introspect', {
+      token: tokens.access_token,
+      client_id: client.client_id,
+    })
     expect(response.status).toBe(401)
     expect(response.body.error).toBe('invalid_client')
     expect(response.body.active).toBeUndefined()

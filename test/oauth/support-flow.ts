@@ -26,7 +26,11 @@ export function authorizeParams(clientId: string, pkce: Pkce, extra: Record<stri
 }
 
 /** GET /oauth2/authorize with the given parameters and headers (no redirect following). */
-export function getAuthorize(ctx: Ctx, params: Record<string, string | undefined>, headers: Record<string, string> = {}) {
+export function getAuthorize(
+  ctx: Ctx,
+  params: Record<string, string | undefined>,
+  headers: Record<string, string> = {},
+) {
   return ctx.app.handle(new Request(authorizeUrl(params), { headers }))
 }
 
@@ -64,11 +68,21 @@ export function exchangeCode(
 
 /** A refresh for a public client. */
 export function refresh(ctx: Ctx, clientId: string, refreshToken: string, extraForm: Record<string, string> = {}) {
-  return tokenRequest(ctx, { grant_type: 'refresh_token', refresh_token: refreshToken, client_id: clientId, ...extraForm })
+  return tokenRequest(ctx, {
+    grant_type: 'refresh_token',
+    refresh_token: refreshToken,
+    client_id: clientId,
+    ...extraForm,
+  })
 }
 
 /** POST to an OAuth endpoint with a urlencoded form; returns status, headers and the parsed JSON. */
-export async function oauthPost(ctx: Ctx, path: string, form: Record<string, string>, headers: Record<string, string> = {}) {
+export async function oauthPost(
+  ctx: Ctx,
+  path: string,
+  form: Record<string, string>,
+  headers: Record<string, string> = {},
+) {
   const response = await ctx.app.handle(
     new Request(`http://localhost${path}`, {
       method: 'POST',
@@ -77,7 +91,11 @@ export async function oauthPost(ctx: Ctx, path: string, form: Record<string, str
     }),
   )
   const text = await response.text()
-  return { status: response.status, headers: response.headers, body: (text ? JSON.parse(text) : undefined) as Record<string, any> }
+  return {
+    status: response.status,
+    headers: response.headers,
+    body: (text ? JSON.parse(text) : undefined) as Record<string, any>,
+  }
 }
 
 /** What GET /api/v1/users/me answers to a bearer token: the status and body a frontend sees. */

@@ -2,18 +2,14 @@ import { afterEach, beforeEach, describe, expect, it } from 'bun:test'
 import { bootstrapOwner, createUserAndLogin, setup, type TestContext } from '../setup.ts'
 import { hashToken } from '../../src/auth/token.ts'
 import { createPkce, obtainTokens, REDIRECT_URI, registerClient, tokenRequest } from './helpers.ts'
-import {
-  API_RESOURCE,
-  authorizeCode,
-  basicAuth,
-  callApi,
-  exchangeCode,
-  oauthPost,
-  refresh,
-} from './support-flow.ts'
+import { API_RESOURCE, authorizeCode, basicAuth, callApi, exchangeCode, oauthPost, refresh } from './support-flow.ts'
 
 /** An RFC 6749 §5.2 error as a client sees it: the status, the code, no-store. */
-function expectTokenError(response: { status: number; headers: Headers; body: Record<string, any> }, status: number, error: string) {
+function expectTokenError(
+  response: { status: number; headers: Headers; body: Record<string, any> },
+  status: number,
+  error: string,
+) {
   expect(response.status).toBe(status)
   expect(response.headers.get('content-type')).toContain('application/json')
   expect(response.headers.get('cache-control')).toBe('no-store')
@@ -116,7 +112,11 @@ describe('token endpoint', () => {
 
     it('answers an unknown code with invalid_grant', async () => {
       const client = await registerClient(ctx)
-      const response = await exchangeCode(ctx, { clientId: client.client_id, code: 'gth_code_nonsense', verifier: createPkce().verifier })
+      const response = await exchangeCode(ctx, {
+        clientId: client.client_id,
+        code: 'gth_code_nonsense',
+        verifier: createPkce().verifier,
+      })
       expectTokenError(response, 400, 'invalid_grant')
     })
   })
@@ -160,7 +160,12 @@ describe('token endpoint', () => {
 
     it('accepts a confidential client authenticated with HTTP Basic', async () => {
       const client = await confidentialClient()
-      const response = await exchangeCode(ctx, { code: client.code, verifier: client.verifier }, {}, basicAuth(client.id, client.secret))
+      const response = await exchangeCode(
+        ctx,
+        { code: client.code, verifier: client.verifier },
+        {},
+        basicAuth(client.id, client.secret),
+      )
       expect(response.status).toBe(200)
       expect(response.body.access_token).toStartWith('gth_oat_')
     })
@@ -207,20 +212,38 @@ describe('token endpoint', () => {
 
     it('does not let a failed client authentication spend the code', async () => {
       const client = await confidentialClient()
-      await exchangeCode(ctx, { code: client.code, verifier: client.verifier }, {}, basicAuth(client.id, 'gth_cs_wrong'))
-      const response = await exchangeCode(ctx, { code: client.code, verifier: client.verifier }, {}, basicAuth(client.id, client.secret))
+      await exchangeCode(
+        ctx,
+        { code: client.code, verifier: client.verifier },
+        {},
+        basicAuth(client.id, 'gth_cs_wrong'),
+      )
+      const response = await exchangeCode(
+        ctx,
+        { code: client.code, verifier: client.verifier },
+        {},
+        basicAuth(client.id, client.secret),
+      )
       expect(response.status).toBe(200)
     })
 
     it('answers a public client that sends a secret with invalid_client', async () => {
       const client = await registerClient(ctx)
       const { code, pkce } = await authorizeCode(ctx, owner.token, client.client_id)
-      const response = await exchangeCode(ctx, { clientId: client.client_id, code, verifier: pkce.verifier }, { client_secret: 'gth_cs_whatever' })
+      const response = await exchangeCode(
+        ctx,
+        { clientId: client.client_id, code, verifier: pkce.verifier },
+        { client_secret: 'gth_cs_whatever' },
+      )
       expectTokenError(response, 401, 'invalid_client')
     })
 
     it('answers an unknown client_id with 401 invalid_client', async () => {
-      const response = await exchangeCode(ctx, { clientId: 'no-such-client', code: 'gth_code_x', verifier: createPkce().verifier })
+      const response = await exchangeCode(ctx, {
+        clientId: 'no-such-client',
+        code: 'gth_code_x',
+        verifier: createPkce().verifier,
+      })
       expectTokenError(response, 401, 'invalid_client')
     })
   })
@@ -309,7 +332,9 @@ describe('token endpoint', () => {
       const tokens = await exchangeCode(ctx, { code, verifier: pkce.verifier }, {}, auth)
       const form = { grant_type: 'refresh_token', refresh_token: tokens.body.refresh_token }
       const results = await Promise.all([tokenRequest(ctx, form, auth), tokenRequest(ctx, form, auth)])
-      const issued = results.filter((result) => result.status === 200).map((result) => result.body.refresh_token as string)
+      const issued = results
+        .filter((result) => result.status === 200)
+        .map((result) => result.body.refresh_token as string)
       expect(issued.length).toBeGreaterThanOrEqual(1)
       // Introspection reads without rotating, so it shows which of the issued tokens still work.
       const active = []
@@ -318,7 +343,9 @@ describe('token endpoint', () => {
         if (answer.body.active) active.push(token)
       }
       expect(active).toHaveLength(1)
-      expect((await tokenRequest(ctx, { grant_type: 'refresh_token', refresh_token: active[0] }, auth)).status).toBe(200)
+      expect((await tokenRequest(ctx, { grant_type: 'refresh_token', refresh_token: active[0] }, auth)).status).toBe(
+        200,
+      )
     })
 
     it('refuses a refresh that asks for a wider scope with invalid_scope', async () => {
@@ -329,7 +356,10 @@ describe('token endpoint', () => {
     })
 
     it('allows a refresh that asks for a narrower scope', async () => {
-      const { client, tokens } = await obtainTokens(ctx, owner.token, { scope: 'mcp api offline_access', resource: API_RESOURCE })
+      const { client, tokens } = await obtainTokens(ctx, owner.token, {
+        scope: 'mcp api offline_access',
+        resource: API_RESOURCE,
+      })
       const response = await refresh(ctx, client.client_id, tokens.refresh_token, { scope: 'mcp' })
       expect(response.status).toBe(200)
       expect(response.body.scope).toBe('mcp')
@@ -345,7 +375,9 @@ describe('token endpoint', () => {
 
   describe('when refresh tokens are issued', () => {
     it('issues a refresh token to a client that registered the refresh_token grant', async () => {
-      const { tokens } = await obtainTokens(ctx, owner.token, { metadata: { grant_types: ['authorization_code', 'refresh_token'] } })
+      const { tokens } = await obtainTokens(ctx, owner.token, {
+        metadata: { grant_types: ['authorization_code', 'refresh_token'] },
+      })
       expect(tokens.refresh_token).toStartWith('gth_ort_')
     })
 
@@ -358,7 +390,10 @@ describe('token endpoint', () => {
     })
 
     it('issues no refresh token to a client with neither', async () => {
-      const { tokens } = await obtainTokens(ctx, owner.token, { scope: 'mcp', metadata: { grant_types: ['authorization_code'] } })
+      const { tokens } = await obtainTokens(ctx, owner.token, {
+        scope: 'mcp',
+        metadata: { grant_types: ['authorization_code'] },
+      })
       expect(tokens.access_token).toStartWith('gth_oat_')
       expect(tokens.refresh_token).toBeUndefined()
     })
@@ -392,7 +427,11 @@ describe('token endpoint', () => {
     it('answers a token request naming another resource than the one authorized with invalid_target', async () => {
       const client = await registerClient(ctx)
       const { code, pkce } = await authorizeCode(ctx, owner.token, client.client_id)
-      const response = await exchangeCode(ctx, { clientId: client.client_id, code, verifier: pkce.verifier }, { resource: API_RESOURCE })
+      const response = await exchangeCode(
+        ctx,
+        { clientId: client.client_id, code, verifier: pkce.verifier },
+        { resource: API_RESOURCE },
+      )
       expectTokenError(response, 400, 'invalid_target')
     })
 

@@ -3,7 +3,11 @@ import { setup, type TestContext } from '../setup.ts'
 
 describe('OpenAPI document', () => {
   let ctx: TestContext
-  let spec: { paths: Record<string, Record<string, unknown>>; components: { schemas: Record<string, unknown> }; info: { title: string } }
+  let spec: {
+    paths: Record<string, Record<string, unknown>>
+    components: { schemas: Record<string, unknown> }
+    info: { title: string }
+  }
   beforeAll(async () => {
     ctx = await setup()
     const response = await ctx.app.handle(new Request('http://localhost/openapi/json'))
@@ -39,7 +43,14 @@ describe('OpenAPI document', () => {
 
   it('names component schemas after our models', () => {
     expect(Object.keys(spec.components.schemas)).toEqual(
-      expect.arrayContaining(['users.user', 'users.createFirst', 'auth.login', 'tokens.created', 'orgs.organization', 'api.error']),
+      expect.arrayContaining([
+        'users.user',
+        'users.createFirst',
+        'auth.login',
+        'tokens.created',
+        'orgs.organization',
+        'api.error',
+      ]),
     )
   })
 

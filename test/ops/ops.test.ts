@@ -25,7 +25,10 @@ describe('readiness before migrations', () => {
       expect(response.status).toBe(503)
       const pending = Object.keys(await loadMigrationSources(store.dialect)).sort()
       expect(pending[0]).toBe('0001_foundation')
-      expect(await response.json()).toEqual({ status: 'unavailable', detail: `pending migrations: ${pending.join(', ')}` })
+      expect(await response.json()).toEqual({
+        status: 'unavailable',
+        detail: `pending migrations: ${pending.join(', ')}`,
+      })
     } finally {
       await store.db.destroy()
       await database.drop()
@@ -37,7 +40,10 @@ describe('operations endpoints on a real server', () => {
   const lines: string[] = []
   let server: Awaited<ReturnType<typeof startTestServer>>
   beforeAll(async () => {
-    server = await startTestServer({}, createLogger('info', (line) => lines.push(line)))
+    server = await startTestServer(
+      {},
+      createLogger('info', (line) => lines.push(line)),
+    )
   })
   afterAll(async () => {
     await server.close()
@@ -93,7 +99,9 @@ describe('operations endpoints on a real server', () => {
 
   it('counts /healthz requests by method, route and status', async () => {
     await get('/healthz')
-    const match = /^gatehouse_http_requests_total\{method="GET",route="\/healthz",status="200"\} (\d+)$/m.exec(await metricsText())
+    const match = /^gatehouse_http_requests_total\{method="GET",route="\/healthz",status="200"\} (\d+)$/m.exec(
+      await metricsText(),
+    )
     expect(match).not.toBeNull()
     expect(Number(match![1])).toBeGreaterThanOrEqual(1)
   })
@@ -102,7 +110,9 @@ describe('operations endpoints on a real server', () => {
     await get('/healthz')
     const text = await metricsText()
     expect(text).toContain('# TYPE gatehouse_http_request_duration_seconds histogram')
-    expect(text).toMatch(/^gatehouse_http_request_duration_seconds_bucket\{method="GET",route="\/healthz",le="\+Inf"\} \d+$/m)
+    expect(text).toMatch(
+      /^gatehouse_http_request_duration_seconds_bucket\{method="GET",route="\/healthz",le="\+Inf"\} \d+$/m,
+    )
   })
 
   it('labels requests by route pattern, not by the raw ID in the path', async () => {

@@ -96,7 +96,10 @@ describe('graceful shutdown on SIGTERM', () => {
   beforeAll(async () => {
     const port = await findFreePort()
     const base = `http://127.0.0.1:${port}`
-    const child = spawnCli(['serve'], cliEnv({ PORT: String(port), GATEHOUSE_HOST: '127.0.0.1', GATEHOUSE_DATA_DIR: dataDir.path }))
+    const child = spawnCli(
+      ['serve'],
+      cliEnv({ PORT: String(port), GATEHOUSE_HOST: '127.0.0.1', GATEHOUSE_DATA_DIR: dataDir.path }),
+    )
     const stdout = watchOutput(child.stdout)
     await waitUntilHealthy(`${base}/healthz`, child)
 

@@ -21,7 +21,11 @@ describe('organizations', () => {
   }
 
   async function addMember(organizationId: string, userId: string, role: 'admin' | 'member' = 'member') {
-    const added = await ctx.api(owner.token).api.v1.organizations({ id: organizationId }).members({ userId }).put({ role })
+    const added = await ctx
+      .api(owner.token)
+      .api.v1.organizations({ id: organizationId })
+      .members({ userId })
+      .put({ role })
     if (added.status !== 200) throw new Error(`add member: ${added.status}`)
   }
 
@@ -42,7 +46,9 @@ describe('organizations', () => {
   })
 
   it('lets the owner create an organization', async () => {
-    const { data, status } = await ctx.api(owner.token).api.v1.organizations.post({ name: 'acme', display_name: 'Acme Inc.' })
+    const { data, status } = await ctx
+      .api(owner.token)
+      .api.v1.organizations.post({ name: 'acme', display_name: 'Acme Inc.' })
     expect(status).toBe(201)
     expect(data).toMatchObject({ name: 'acme', display_name: 'Acme Inc.', is_default: false })
     const fetched = await ctx.api(owner.token).api.v1.organizations({ id: data!.id }).get()
@@ -52,7 +58,10 @@ describe('organizations', () => {
 
   it('lets the owner rename an organization', async () => {
     const acme = await createOrg('acme')
-    const { data, status } = await ctx.api(owner.token).api.v1.organizations({ id: acme.id }).patch({ name: 'acme-labs' })
+    const { data, status } = await ctx
+      .api(owner.token)
+      .api.v1.organizations({ id: acme.id })
+      .patch({ name: 'acme-labs' })
     expect(status).toBe(200)
     expect(data).toMatchObject({ id: acme.id, name: 'acme-labs' })
     const names = (await ctx.api(owner.token).api.v1.organizations.get()).data?.map((org) => org.name)
@@ -106,9 +115,17 @@ describe('organizations', () => {
     expect((await ctx.api(owner.token).api.v1.organizations({ id: acme.id }).members.get()).data).toHaveLength(1)
 
     await ctx.api(owner.token).api.v1.organizations({ id: acme.id }).delete()
-    const rows = await ctx.db.selectFrom('organization_members').selectAll().where('organization_id', '=', acme.id).execute()
+    const rows = await ctx.db
+      .selectFrom('organization_members')
+      .selectAll()
+      .where('organization_id', '=', acme.id)
+      .execute()
     expect(rows).toEqual([])
-    const aliceOrgs = await ctx.db.selectFrom('organization_members').select('organization_id').where('user_id', '=', alice.id).execute()
+    const aliceOrgs = await ctx.db
+      .selectFrom('organization_members')
+      .select('organization_id')
+      .where('user_id', '=', alice.id)
+      .execute()
     expect(aliceOrgs.map((row) => row.organization_id)).not.toContain(acme.id)
     expect(aliceOrgs).toHaveLength(1)
   })
@@ -163,7 +180,11 @@ describe('organizations', () => {
 
     it('forbids a plain member from adding members with 403', async () => {
       const bob = await createUser('bob')
-      const { error } = await ctx.api(alice.token).api.v1.organizations({ id: acme.id }).members({ userId: bob.id }).put({ role: 'member' })
+      const { error } = await ctx
+        .api(alice.token)
+        .api.v1.organizations({ id: acme.id })
+        .members({ userId: bob.id })
+        .put({ role: 'member' })
       expect(error?.status).toBe(403)
       expect(error?.value).toEqual({ message: 'Managing this organization requires its admin role' })
       const members = await ctx.api(owner.token).api.v1.organizations({ id: acme.id }).members.get()

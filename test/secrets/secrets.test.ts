@@ -81,7 +81,10 @@ describe('secrets at rest', () => {
   })
 
   it('reads rotated secrets with the new key alone', async () => {
-    const ids = [await storeSecret(ctx.db, ctx.deps.keyring, 'p', 'first'), await storeSecret(ctx.db, ctx.deps.keyring, 'q', 'second')]
+    const ids = [
+      await storeSecret(ctx.db, ctx.deps.keyring, 'p', 'first'),
+      await storeSecret(ctx.db, ctx.deps.keyring, 'q', 'second'),
+    ]
     await rotateSecrets(ctx.db, await Keyring.create([NEW_KEY, TEST_KEY]))
     const newOnly = await Keyring.create([NEW_KEY])
     expect(await Promise.all(ids.map((id) => readSecret(ctx.db, newOnly, id)))).toEqual(['first', 'second'])
@@ -130,8 +133,16 @@ describe('secrets at rest', () => {
     const b = await storeSecret(ctx.db, ctx.deps.keyring, 'p', 'secret of b')
     const rows = await secretRows(ctx)
     const ciphertextOf = (id: string) => rows.find((row) => row.id === id)!.ciphertext
-    await ctx.db.updateTable('secrets').set({ ciphertext: ciphertextOf(b) }).where('id', '=', a).execute()
-    await ctx.db.updateTable('secrets').set({ ciphertext: ciphertextOf(a) }).where('id', '=', b).execute()
+    await ctx.db
+      .updateTable('secrets')
+      .set({ ciphertext: ciphertextOf(b) })
+      .where('id', '=', a)
+      .execute()
+    await ctx.db
+      .updateTable('secrets')
+      .set({ ciphertext: ciphertextOf(a) })
+      .where('id', '=', b)
+      .execute()
     expect(await rejectionOf(readSecret(ctx.db, ctx.deps.keyring, a))).toBeInstanceOf(SecretKeyError)
     expect(await rejectionOf(readSecret(ctx.db, ctx.deps.keyring, b))).toBeInstanceOf(SecretKeyError)
   })

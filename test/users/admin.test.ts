@@ -38,14 +38,24 @@ describe('user administration', () => {
   })
 
   it('lets the owner create an admin', async () => {
-    const { data, status } = await ctx.api(owner.token).api.v1.users.post({ email: 'ada@example.com', username: 'ada', role: 'admin' })
+    const { data, status } = await ctx
+      .api(owner.token)
+      .api.v1.users.post({ email: 'ada@example.com', username: 'ada', role: 'admin' })
     expect(status).toBe(201)
-    expect(data).toMatchObject({ username: 'ada', email: 'ada@example.com', role: 'admin', status: 'active', login_type: 'none' })
+    expect(data).toMatchObject({
+      username: 'ada',
+      email: 'ada@example.com',
+      role: 'admin',
+      status: 'active',
+      login_type: 'none',
+    })
   })
 
   it('forbids an admin from creating an admin with 403', async () => {
     const admin = await createUserAndLogin(ctx, owner.token, 'ada', 'admin')
-    const { error } = await ctx.api(admin.token).api.v1.users.post({ email: 'eve@example.com', username: 'eve', role: 'admin' })
+    const { error } = await ctx
+      .api(admin.token)
+      .api.v1.users.post({ email: 'eve@example.com', username: 'eve', role: 'admin' })
     expect(error?.status).toBe(403)
     expect(error?.value).toEqual({ message: 'Only the owner can create admins' })
     const users = await ctx.api(owner.token).api.v1.users.get()

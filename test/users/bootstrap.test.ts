@@ -14,14 +14,19 @@ describe('first-user bootstrap', () => {
     const { data, status } = await ctx.api().api.v1.users.first.post(OWNER)
     expect(status).toBe(201)
     expect(data).toMatchObject({ username: 'owner', email: 'owner@example.com', role: 'owner', status: 'active' })
-    const { token } = { token: (await ctx.api().api.v1.auth.login.post({ login: OWNER.email, password: OWNER.password })).data!.session_token }
+    const { token } = {
+      token: (await ctx.api().api.v1.auth.login.post({ login: OWNER.email, password: OWNER.password })).data!
+        .session_token,
+    }
     const me = await ctx.api(token).api.v1.users.me.get()
     expect(me.data?.organization_ids).toHaveLength(1)
   })
 
   it('answers 409 once a user exists', async () => {
     await bootstrapOwner(ctx)
-    const { error } = await ctx.api().api.v1.users.first.post({ ...OWNER, email: 'other@example.com', username: 'other' })
+    const { error } = await ctx
+      .api()
+      .api.v1.users.first.post({ ...OWNER, email: 'other@example.com', username: 'other' })
     expect(error?.status).toBe(409)
     expect(error?.value).toMatchObject({ message: 'The first user already exists' })
   })
