@@ -3,19 +3,13 @@ import { generateSecret, constantTimeEqual } from './token.ts'
 import { basePathOf } from '../config.ts'
 import type { AppDeps } from '../deps.ts'
 import { ApiError } from '../http/errors.ts'
+import { safeReturnTo } from '../http/return-to.ts'
 import { currentRequestContext } from '../ops/request-context.ts'
 import { renderLoginPage, renderSignedInPage } from '../pages/login.ts'
 import { authenticateToken, loginWithPassword, SESSION_COOKIE } from './auth.service.ts'
 import { CSRF_COOKIE } from './routes.ts'
 
 const LOGIN_CSRF_COOKIE = 'gatehouse_login_csrf'
-
-/** Only a path on this server may follow a sign-in: never another origin (an open redirect). */
-export function safeNext(next: unknown, fallback: string): string {
-  if (typeof next !== 'string' || !next.startsWith('/') || next.startsWith('//') || next.startsWith('/\\'))
-    return fallback
-  return next
-}
 
 function field(body: unknown, name: string): string {
   const value = (body as Record<string, unknown> | undefined)?.[name]
@@ -33,7 +27,7 @@ export const loginPageModule = (deps: AppDeps) => {
     .get(
       '/login',
       async ({ query, cookie, redirect }) => {
-        const next = safeNext(query.next, loginPath)
+        const next = safeReturnTo(query.next, deps.config.publicUrl, loginPath)
         const session = cookie[SESSION_COOKIE]?.value
         const principal = typeof session === 'string' && session ? await authenticateToken(deps, session) : undefined
         if (principal) return next === loginPath ? renderSignedInPage(principal.user.username) : redirect(next, 303)
@@ -46,7 +40,7 @@ export const loginPageModule = (deps: AppDeps) => {
     .post(
       '/login',
       async ({ body, cookie, headers, redirect }) => {
-        const next = safeNext(field(body, 'next'), loginPath)
+        const next = safeReturnTo(field(body, 'next'), deps.config.publicUrl, loginPath)
         const login = field(body, 'login')
         const expected = cookie[LOGIN_CSRF_COOKIE]?.value
         const csrf = generateSecret()

@@ -1,0 +1,20 @@
+/**
+ * A place to send the browser after sign-in (`next`, `return_to`): accepted only when it
+ * resolves, by the WHATWG URL rules browsers apply, to a URL of the public URL's own origin.
+ * Checking the string's prefix is not enough: browsers drop tabs and newlines and read `\` as `/`,
+ * so `/\t/evil.example` and `/\evil.example` lead off-site. The result is the resolved path,
+ * query and fragment, so the `Location` header never carries what the browser would reinterpret.
+ */
+export function safeReturnTo(value: unknown, publicUrl: string, fallback: string): string {
+  if (typeof value !== 'string' || value === '' || value.length > 2048) return fallback
+  // Only paths: an absolute URL, even one of our own origin, is not needed by any caller.
+  if (!value.startsWith('/')) return fallback
+  let resolved: URL
+  try {
+    resolved = new URL(value, `${publicUrl}/`)
+  } catch {
+    return fallback
+  }
+  if (resolved.origin !== new URL(publicUrl).origin) return fallback
+  return `${resolved.pathname}${resolved.search}${resolved.hash}`
+}
