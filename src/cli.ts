@@ -128,6 +128,7 @@ export async function main(argv: string[]) {
   try {
     await run(readConfig(), args)
   } catch (error) {
+    if (error instanceof ConfigError) fail(['invalid configuration:', ...error.problems.map((p) => `  ${p}`)], 2)
     if (error instanceof SecretKeyError || error instanceof ApiError) fail([error.message])
     if (error instanceof Error && /^migration /.test(error.message)) fail([error.message])
     throw error

@@ -1,6 +1,6 @@
 import { createApp } from './app.ts'
-import type { Config } from './config.ts'
-import { openDatabase, type Store } from './db/index.ts'
+import { ConfigError, type Config } from './config.ts'
+import { dialectOf, openDatabase, type Store } from './db/index.ts'
 import { migrateToLatest } from './db/migrate.ts'
 import { countUsers } from './users/user.repository.ts'
 import type { AppDeps } from './deps.ts'
@@ -18,6 +18,12 @@ import { verifyStoredSecrets } from './secrets/secret.service.ts'
 /** The configured keys, or the generated key file when none are configured. */
 export async function loadKeyring(config: Config, logger: Logger): Promise<Keyring> {
   if (config.encryptionKeys.length > 0) return Keyring.create(config.encryptionKeys)
+  // A key file is per machine: replicas sharing a Postgres database would each seal with their
+  // own key and then fail to open each other's secrets.
+  if (dialectOf(config.databaseUrl) === 'postgres')
+    throw new ConfigError([
+      'GATEHOUSE_ENCRYPTION_KEYS: must be set when DATABASE_URL is Postgres, so every replica seals and opens secrets with the same keys',
+    ])
   const file = loadOrCreateKeyFile(config.dataDir)
   logger[file.created ? 'warn' : 'info']('GATEHOUSE_ENCRYPTION_KEYS is not set; using the key file', {
     path: file.path,
@@ -31,11 +37,11 @@ export async function loadKeyring(config: Config, logger: Logger): Promise<Keyri
  * everything that must hold before the first request. Used by `serve` and by tests.
  */
 export async function prepare(config: Config, logger: Logger): Promise<AppDeps & { store: Store }> {
+  const keyring = await loadKeyring(config, logger)
   const store = await openDatabase(config.databaseUrl)
   try {
     const applied = await migrateToLatest(store.db, store.dialect)
     if (applied.length > 0) logger.info('applied migrations', { migrations: applied })
-    const keyring = await loadKeyring(config, logger)
     await verifyStoredSecrets(store.db, keyring)
     return { store, db: store.db, dialect: store.dialect, config, logger, keyring, metrics: new HttpMetrics() }
   } catch (error) {

@@ -4,8 +4,17 @@ import { parseEncryptionKeys, type EncryptionKeySpec } from '../config.ts'
 
 export const KEY_FILE_NAME = 'encryption-key'
 
+/**
+ * A key ID that no other generated key shares: the date for people reading it, and 48 random
+ * bits so two machines generating a key on the same day never collide.
+ */
+export function generateKeyId(now = new Date()): string {
+  const random = Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) => b.toString(16).padStart(2, '0')).join('')
+  return `k${now.toISOString().slice(0, 10).replaceAll('-', '')}-${random}`
+}
+
 /** A fresh key in the `id:base64` form GATEHOUSE_ENCRYPTION_KEYS uses. */
-export function generateKeySpecText(id = `k${new Date().toISOString().slice(0, 10).replaceAll('-', '')}`): string {
+export function generateKeySpecText(id = generateKeyId()): string {
   const key = crypto.getRandomValues(new Uint8Array(32))
   return `${id}:${btoa(String.fromCharCode(...key))}`
 }

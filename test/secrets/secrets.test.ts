@@ -1,6 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'bun:test'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { testConfig } from '../../src/config.ts'
+import { parseEncryptionKeys, testConfig } from '../../src/config.ts'
+import { generateKeyId, KEY_FILE_NAME } from '../../src/secrets/key-file.ts'
 import { Keyring, SecretKeyError } from '../../src/secrets/keyring.ts'
 import { readSecret, rotateSecrets, storeSecret, verifyStoredSecrets } from '../../src/secrets/secret.service.ts'
 import { prepare } from '../../src/server.ts'
@@ -220,5 +222,34 @@ describe('gatehouse rotate-key', () => {
     )
     expect(exitCode).not.toBe(0)
     expect(stderr).toContain('"new"')
+  })
+})
+
+describe('encryption keys with several replicas', () => {
+  afterEach(() => killChildren())
+
+  it('refuses to serve on Postgres without configured keys, in one line naming the variable', async () => {
+    const dir = createTempDir()
+    try {
+      // Nothing listens on this port: the refusal must come before any connection is tried.
+      const port = await findFreePort()
+      const result = await runCli(
+        ['serve'],
+        cliEnv({ DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/test`, GATEHOUSE_DATA_DIR: dir.path }),
+      )
+      expect(result.exitCode).toBe(2)
+      expect(result.stderr).toContain(
+        'GATEHOUSE_ENCRYPTION_KEYS: must be set when DATABASE_URL is Postgres, so every replica seals and opens secrets with the same keys',
+      )
+      expect(existsSync(join(dir.path, KEY_FILE_NAME))).toBe(false)
+    } finally {
+      dir.remove()
+    }
+  })
+
+  it('gives every generated key its own ID, even on the same day', () => {
+    const ids = new Set(Array.from({ length: 50 }, () => generateKeyId(new Date('2026-12-01T00:00:00Z'))))
+    expect(ids.size).toBe(50)
+    for (const id of ids) expect(parseEncryptionKeys(`${id}:${encodeKey(new Uint8Array(32))}`)[0].id).toBe(id)
   })
 })
