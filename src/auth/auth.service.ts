@@ -10,7 +10,12 @@ import { parseScope } from '../oauth/scope.ts'
 import { findApiTokenUser, touchApiToken } from '../tokens/api-token.repository.ts'
 import { updateUser } from '../users/user.repository.ts'
 import { findUserByLogin } from '../users/user.repository.ts'
-import { clearLoginFailures, releaseLoginAttempt, reserveLoginAttempt } from './login-throttle.repository.ts'
+import {
+  type AttemptCount,
+  clearLoginFailures,
+  releaseLoginAttempt,
+  reserveLoginAttempt,
+} from './login-throttle.repository.ts'
 import { deleteSession, findSessionUser, insertSession, touchSession } from './session.repository.ts'
 import { principalCache } from './principal-cache.ts'
 import { generateToken, hashToken, tokenKindOf } from './token.ts'
@@ -125,6 +130,14 @@ export function csrfTokenFor(sessionToken: string): string {
   return hashToken(`csrf:${sessionToken}`)
 }
 
+function throwIfThrottled(count: AttemptCount, limit: number, now: number, windowSeconds: number): void {
+  if (count.failures <= limit) return
+  const retryAfter = Math.max(1, count.window_started_at + windowSeconds - now)
+  throw new ApiError(429, 'Too many failed login attempts; try again later', undefined, {
+    'retry-after': String(retryAfter),
+  })
+}
+
 export interface LoginResult {
   sessionToken: string
   csrfToken: string
@@ -148,18 +161,12 @@ export async function loginWithPassword(
   const user = await findUserByLogin(db, input.login)
   const accountKey = user ? `user:${user.id}` : `login:${input.login.trim().toLowerCase()}`
   const addressKey = `ip:${input.ip}`
-  const account = await reserveLoginAttempt(db, accountKey, now, config.loginWindowSeconds)
+  // The address is counted first: a client past its limit reserves no account slot, so one
+  // address spraying made-up names neither fills the table nor locks anyone out.
   const address = await reserveLoginAttempt(db, addressKey, now, config.loginWindowSeconds)
-  const throttled = [
-    { count: account, limit: config.loginMaxFailures },
-    { count: address, limit: config.loginMaxFailures * 4 },
-  ].find(({ count, limit }) => count.failures > limit)
-  if (throttled) {
-    const retryAfter = Math.max(1, throttled.count.window_started_at + config.loginWindowSeconds - now)
-    throw new ApiError(429, 'Too many failed login attempts; try again later', undefined, {
-      'retry-after': String(retryAfter),
-    })
-  }
+  throwIfThrottled(address, config.loginMaxFailures * 4, now, config.loginWindowSeconds)
+  const account = await reserveLoginAttempt(db, accountKey, now, config.loginWindowSeconds)
+  throwIfThrottled(account, config.loginMaxFailures, now, config.loginWindowSeconds)
 
   const valid = user?.password_hash
     ? await verifyPassword(input.password, user.password_hash)

@@ -43,3 +43,8 @@ export async function releaseLoginAttempt(db: Kysely<Database>, key: string): Pr
 export async function clearLoginFailures(db: Kysely<Database>, key: string): Promise<void> {
   await db.deleteFrom('login_failures').where('key', '=', key).execute()
 }
+
+/** Forgets counts whose window has ended: they would start again at one anyway. */
+export async function deleteStaleLoginFailures(db: Kysely<Database>, windowStartedBefore: number): Promise<void> {
+  await db.deleteFrom('login_failures').where('window_started_at', '<=', windowStartedBefore).execute()
+}

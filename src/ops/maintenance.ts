@@ -1,3 +1,4 @@
+import { deleteStaleLoginFailures } from '../auth/login-throttle.repository.ts'
 import { deleteExpiredSessions } from '../auth/session.repository.ts'
 import { nowSeconds } from '../db/index.ts'
 import type { AppDeps } from '../deps.ts'
@@ -7,13 +8,17 @@ import { deleteExpiredAuthorizationCodes, deleteExpiredTokens } from '../oauth/g
 /** Codes are kept a day past expiry so a late replay is still recognised as one. */
 const CODE_RETENTION_SECONDS = 86400
 
-/** Deletes what has expired: sessions, OAuth codes and tokens, dynamic clients that were never used. */
+/**
+ * Deletes what has expired: sessions, OAuth codes and tokens, dynamic clients that were never
+ * used, and login-failure counts whose window has ended.
+ */
 export async function sweepExpired(deps: Pick<AppDeps, 'db' | 'config'>): Promise<void> {
   const now = nowSeconds()
   await deleteExpiredSessions(deps.db, now)
   await deleteExpiredAuthorizationCodes(deps.db, now - CODE_RETENTION_SECONDS)
   await deleteExpiredTokens(deps.db, now)
   await deleteUnusedDynamicClients(deps.db, now - deps.config.dynamicClientTtlSeconds)
+  await deleteStaleLoginFailures(deps.db, now - deps.config.loginWindowSeconds)
 }
 
 /** Runs the sweep now and then every `intervalMs`; safe on every replica at once. */

@@ -1,4 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'bun:test'
+import { nowSeconds } from '../../src/db/index.ts'
+import { sweepExpired } from '../../src/ops/maintenance.ts'
 import { bootstrapOwner, OWNER, setup, type TestContext } from '../setup.ts'
 
 const WRONG = 'not-the-password'
@@ -141,6 +143,35 @@ describe('password login', () => {
     expect(response.status).toBe(429)
     expect(await response.json()).toEqual(THROTTLED)
     expect(response.headers.get('retry-after')).toMatch(/^\d+$/)
+  })
+
+  it('records no account for made-up names once the address is throttled', async () => {
+    for (let attempt = 1; attempt <= 12; attempt++) await loginRequest(ctx, `spray${attempt}`, WRONG)
+    const rows = async () =>
+      Number(
+        (
+          await ctx.db
+            .selectFrom('login_failures')
+            .select((eb) => eb.fn.countAll().as('n'))
+            .executeTakeFirstOrThrow()
+        ).n,
+      )
+    const before = await rows()
+    for (let attempt = 1; attempt <= 20; attempt++)
+      expect((await loginRequest(ctx, `more${attempt}`, WRONG)).status).toBe(429)
+    expect(await rows()).toBe(before)
+  })
+
+  it('forgets failure counts whose window has ended when the expiry sweep runs', async () => {
+    for (const login of ['old1', 'old2', 'old3']) await loginRequest(ctx, login, WRONG)
+    await ctx.db
+      .updateTable('login_failures')
+      .set({ window_started_at: nowSeconds() - 61 })
+      .execute()
+    await loginRequest(ctx, 'fresh', WRONG)
+    await sweepExpired(ctx.deps)
+    const keys = (await ctx.db.selectFrom('login_failures').select('key').execute()).map((row) => row.key).sort()
+    expect(keys).toEqual(['ip:unknown', 'login:fresh'])
   })
 
   it("clears the account's failure count on a successful login", async () => {
