@@ -40,6 +40,29 @@ const bun = findBun()
 const installed = run(bun, ['install', '--frozen-lockfile', '--silent'])
 if (installed !== 0) process.exit(installed)
 
+/**
+ * The browser tests drive Debian's Chromium (a test tool's own browser download is not used).
+ * As root on Debian it is installed here; anywhere else the reason and the command are printed
+ * and those tests fail saying the same.
+ */
+const CHROMIUM = '/usr/bin/chromium'
+
+function ensureChromium() {
+  if (existsSync(CHROMIUM)) return
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0
+  if (isRoot && works('apt-get')) {
+    console.error('gatehouse: Chromium is missing; installing Debian\'s chromium for the browser tests')
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
+    if (run('apt-get', ['update', '-qq'], { env }) === 0)
+      run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'chromium'], { env })
+    if (existsSync(CHROMIUM)) return
+  }
+  console.error(
+    `gatehouse: the browser tests need Chromium at ${CHROMIUM}; install it with \`sudo apt-get install -y chromium\` (Debian/Ubuntu)`,
+  )
+}
+
 const [command = 'serve', ...args] = process.argv.slice(2)
+if (command === 'test') ensureChromium()
 const argv = command === 'test' ? ['test', ...args] : ['src/cli.ts', command, ...args]
 process.exit(run(bun, argv))
