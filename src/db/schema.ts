@@ -152,6 +152,10 @@ export interface OAuthRefreshTokensTable {
   created_at: number
   expires_at: number
   used_at: number | null
+  /** hex(sha256) of the refresh token this one was issued for; null for the first of a grant. */
+  parent_hash: string | null
+  /** When a retry of its parent within the grace window replaced it; presenting it is then reuse. */
+  superseded_at: number | null
 }
 
 export interface InstanceSettingsTable {

@@ -83,6 +83,7 @@ export async function claimRefreshToken(db: Db, tokenHash: string, now: number):
     .set({ used_at: now })
     .where('token_hash', '=', tokenHash)
     .where('used_at', 'is', null)
+    .where('superseded_at', 'is', null)
     .where('expires_at', '>', now)
     .executeTakeFirst()
   return result.numUpdatedRows > 0n
@@ -93,9 +94,32 @@ export async function deleteAccessTokensOfGrant(db: Db, grantId: string): Promis
   principalCache.invalidate()
 }
 
-/** Drops a grant's refresh tokens that nobody has used yet, so only the newest lineage lives. */
-export async function deleteUnusedRefreshTokens(db: Db, grantId: string): Promise<void> {
-  await db.deleteFrom('oauth_refresh_tokens').where('grant_id', '=', grantId).where('used_at', 'is', null).execute()
+/** The refresh tokens issued for `parentHash`: its successors in the grant's lineage. */
+export async function findRefreshTokenSuccessors(
+  db: Db,
+  grantId: string,
+  parentHash: string,
+): Promise<OAuthRefreshTokenRow[]> {
+  return db
+    .selectFrom('oauth_refresh_tokens')
+    .selectAll()
+    .where('grant_id', '=', grantId)
+    .where('parent_hash', '=', parentHash)
+    .execute()
+}
+
+/**
+ * Marks a grant's unused refresh tokens superseded instead of deleting them, so one of them
+ * presented later is recognised as reuse (and revokes the grant) rather than as unknown.
+ */
+export async function supersedeUnusedRefreshTokens(db: Db, grantId: string, now: number): Promise<void> {
+  await db
+    .updateTable('oauth_refresh_tokens')
+    .set({ superseded_at: now })
+    .where('grant_id', '=', grantId)
+    .where('used_at', 'is', null)
+    .where('superseded_at', 'is', null)
+    .execute()
 }
 
 export type AccessTokenWithUser = { token: OAuthAccessTokenRow; user: UserRow }
@@ -189,6 +213,7 @@ export async function listLiveGrants(
             .select('token_hash')
             .whereRef('oauth_refresh_tokens.grant_id', '=', 'oauth_grants.id')
             .where('oauth_refresh_tokens.used_at', 'is', null)
+            .where('oauth_refresh_tokens.superseded_at', 'is', null)
             .where('oauth_refresh_tokens.expires_at', '>', now),
         ),
         eb.exists(

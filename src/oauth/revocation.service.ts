@@ -37,7 +37,7 @@ export async function introspectToken(db: Kysely<Database>, config: Config, clie
   const grant = await findGrant(db, access?.grant_id ?? refresh?.grant_id ?? '')
   if (!grant || grant.revoked_at !== null || grant.client_id !== client.id) return inactive
   const expiresAt = access?.expires_at ?? refresh!.expires_at
-  if (expiresAt <= now || (refresh && refresh.used_at !== null)) return inactive
+  if (expiresAt <= now || (refresh && (refresh.used_at !== null || refresh.superseded_at !== null))) return inactive
   const user = await findUserById(db, grant.user_id)
   if (!user || user.status !== 'active') return inactive
   return {

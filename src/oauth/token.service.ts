@@ -10,14 +10,15 @@ import {
   claimAuthorizationCode,
   claimRefreshToken,
   deleteAccessTokensOfGrant,
-  deleteUnusedRefreshTokens,
   findAuthorizationCode,
   findGrant,
   findRefreshToken,
+  findRefreshTokenSuccessors,
   insertAccessToken,
   insertGrant,
   insertRefreshToken,
   revokeGrant,
+  supersedeUnusedRefreshTokens,
 } from './grant.repository.ts'
 import { isValidCodeVerifier, verifyS256Challenge } from './pkce.ts'
 import { redirectUriMatches } from './redirect-uri.ts'
@@ -63,6 +64,7 @@ async function issueTokens(
   client: OAuthClientRow,
   scopes: string[],
   now: number,
+  parentHash: string | null = null,
 ): Promise<TokenResponse> {
   const accessToken = generateToken('oauthAccess')
   await insertAccessToken(trx, {
@@ -89,6 +91,8 @@ async function issueTokens(
       created_at: now,
       expires_at: now + config.refreshTokenTtlSeconds,
       used_at: null,
+      parent_hash: parentHash,
+      superseded_at: null,
     })
     response.refresh_token = refreshToken
   }
@@ -162,10 +166,31 @@ export async function exchangeAuthorizationCode(
 }
 
 /**
+ * True when a refresh token that could not be claimed is a lost-response retry: used within
+ * the grace window, not superseded, and nothing issued for it has been used or superseded.
+ */
+async function isRetryWithinGrace(
+  trx: Kysely<Database>,
+  grantId: string,
+  tokenHash: string,
+  now: number,
+  graceSeconds: number,
+): Promise<boolean> {
+  const token = await findRefreshToken(trx, tokenHash)
+  if (!token || token.used_at === null || token.superseded_at !== null || now - token.used_at > graceSeconds)
+    return false
+  const successors = await findRefreshTokenSuccessors(trx, grantId, tokenHash)
+  return successors.every((successor) => successor.used_at === null)
+}
+
+/**
  * RFC 6749 §6 with rotation (OAuth 2.1 §4.3.1). The refresh token is claimed with one
- * conditional UPDATE. A claimed token presented again within the grace window (the client lost
- * the response) gets a fresh pair and the pair issued before is dropped, so one lineage lives;
- * after the window it is reuse, and the whole grant is revoked.
+ * conditional UPDATE under the grant's lock, and each new token records the one it was issued
+ * for. A client that lost the response may present a just-used token again within the grace
+ * window, but only while the token issued for it is still unused: it then gets a fresh pair and
+ * the unused one is marked superseded. Anything else is reuse and revokes the whole grant: a
+ * token whose successor has been used, a superseded token, or a used one after the window
+ * (OAuth 2.0 Security BCP §4.14.2). So a replayer racing the client cannot keep the grant.
  */
 export async function refreshTokens(deps: TokenDeps, client: OAuthClientRow, form: Form): Promise<TokenResponse> {
   const { db, config } = deps
@@ -201,16 +226,15 @@ export async function refreshTokens(deps: TokenDeps, client: OAuthClientRow, for
       if (!locked || locked.revoked_at !== null)
         throw new OAuthError('invalid_grant', 'the refresh token is invalid or revoked')
       if (!(await claimRefreshToken(trx, tokenHash, now))) {
-        const current = await findRefreshToken(trx, tokenHash)
-        if (!current || current.used_at === null || now - current.used_at > config.refreshGraceSeconds) {
+        if (!(await isRetryWithinGrace(trx, grant.id, tokenHash, now, config.refreshGraceSeconds))) {
           await revokeGrant(trx, grant.id, now)
           return 'reused' as const
         }
-        // A retry within the grace window: the pair issued for the first use is dropped, access token too.
+        // The client lost the first answer: the access token it never received goes too.
         await deleteAccessTokensOfGrant(trx, grant.id)
       }
-      await deleteUnusedRefreshTokens(trx, grant.id)
-      return issueTokens(trx, config, locked, client, scopes, now)
+      await supersedeUnusedRefreshTokens(trx, grant.id, now)
+      return issueTokens(trx, config, locked, client, scopes, now, tokenHash)
     })
     .then((result) => {
       if (result === 'reused')

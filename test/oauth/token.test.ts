@@ -269,12 +269,35 @@ describe('token endpoint', () => {
       expect((await callApi(ctx, retried.body.access_token)).status).toBe(200)
     })
 
-    it('keeps only the newest refresh token alive after a retry within the grace window', async () => {
+    it('keeps the newest refresh token working after a retry within the grace window', async () => {
       const { client, tokens } = await obtainTokens(ctx, owner.token, API_TOKENS)
-      const lost = await refresh(ctx, client.client_id, tokens.refresh_token)
+      await refresh(ctx, client.client_id, tokens.refresh_token)
       const retried = await refresh(ctx, client.client_id, tokens.refresh_token)
-      expectTokenError(await refresh(ctx, client.client_id, lost.body.refresh_token), 400, 'invalid_grant')
       expect((await refresh(ctx, client.client_id, retried.body.refresh_token)).status).toBe(200)
+    })
+
+    it('revokes the grant when the token a retry replaced comes back, so a replayer cannot keep it', async () => {
+      // The client refreshes RT1 and gets RT2; someone replays RT1 within the window and gets RT3.
+      const { client, tokens } = await obtainTokens(ctx, owner.token, API_TOKENS)
+      const clients = await refresh(ctx, client.client_id, tokens.refresh_token)
+      const replayers = await refresh(ctx, client.client_id, tokens.refresh_token)
+      expect(replayers.status).toBe(200)
+      // The client's RT2 is now reuse: the grant ends, the replayer's RT3 and access token with it.
+      const reuse = await refresh(ctx, client.client_id, clients.body.refresh_token)
+      expectTokenError(reuse, 400, 'invalid_grant')
+      expect(reuse.body.error_description).toContain('the grant is revoked')
+      expectTokenError(await refresh(ctx, client.client_id, replayers.body.refresh_token), 400, 'invalid_grant')
+      expect((await callApi(ctx, replayers.body.access_token)).status).toBe(401)
+    })
+
+    it('refuses a retry within the grace window once the token it produced has been used, revoking the grant', async () => {
+      const { client, tokens } = await obtainTokens(ctx, owner.token, API_TOKENS)
+      const second = await refresh(ctx, client.client_id, tokens.refresh_token)
+      const third = await refresh(ctx, client.client_id, second.body.refresh_token)
+      expect(third.status).toBe(200)
+      expectTokenError(await refresh(ctx, client.client_id, tokens.refresh_token), 400, 'invalid_grant')
+      expectTokenError(await refresh(ctx, client.client_id, third.body.refresh_token), 400, 'invalid_grant')
+      expect((await callApi(ctx, third.body.access_token)).status).toBe(401)
     })
 
     it('stops the access token of the pair that a retry within the grace window replaced', async () => {
