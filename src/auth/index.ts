@@ -15,6 +15,13 @@ export type { Principal } from './auth.service.ts'
 /** The role a route needs: any signed-in user (`true`), a site admin (owners count) or the owner. */
 export type RequiredRole = true | 'admin' | 'owner'
 
+/**
+ * What a route needs: a role, or a role plus `firstParty` for routes that create credentials or
+ * confer rights (API tokens, client secrets, users, roles). Those refuse OAuth access tokens: a
+ * token is delegated, and ends with its grant, so it must not mint anything that outlives it.
+ */
+export type AuthRequirement = RequiredRole | { role: RequiredRole; firstParty: true }
+
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
 
 function roleAllows(role: 'owner' | 'admin' | 'member', required: RequiredRole): boolean {
@@ -31,7 +38,7 @@ function roleAllows(role: 'owner' | 'admin' | 'member', required: RequiredRole):
  */
 export const authPlugin = (deps: AuthDeps) =>
   new Elysia({ name: 'auth' }).macro({
-    auth: (required: RequiredRole) => ({
+    auth: (requirement: AuthRequirement) => ({
       async resolve({ headers, cookie, request, status, set }) {
         const credential = presentedCredential(headers.authorization, cookie[SESSION_COOKIE]?.value)
         const token = credential?.token
@@ -65,6 +72,13 @@ export const authPlugin = (deps: AuthDeps) =>
               detail: `Requests authenticated by the session cookie must send the ${CSRF_HEADER} header returned at login`,
             })
         }
+        const required = typeof requirement === 'object' ? requirement.role : requirement
+        if (typeof requirement === 'object' && principal.via === 'oauth')
+          return status(403, {
+            message: 'An OAuth access token cannot create credentials or grant rights',
+            detail:
+              'Use a session or an API token: what this creates would outlive the OAuth grant the token belongs to',
+          })
         if (!roleAllows(principal.user.role, required))
           return status(403, { message: `This action requires the ${required} role` })
         return { principal }

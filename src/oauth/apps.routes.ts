@@ -153,9 +153,9 @@ export const appsModule = (deps: AppDeps) =>
         return status(201, { ...rowToSecret(row), client_secret: secret })
       },
       {
-        auth: true,
+        auth: { role: true, firstParty: true },
         params: appParams,
-        response: { 201: 'oauth.createdSecret', 404: 'api.error', 409: 'api.error' },
+        response: { 201: 'oauth.createdSecret', 403: 'api.error', 404: 'api.error', 409: 'api.error' },
         detail: { summary: 'Create a client secret; it is in this response only' },
       },
     )

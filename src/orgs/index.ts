@@ -179,7 +179,7 @@ export const orgsModule = (deps: AppDeps) =>
         return rowToMember(members.find((m) => m.user_id === params.userId)!)
       },
       {
-        auth: true,
+        auth: { role: true, firstParty: true },
         params: memberParams,
         body: 'orgs.setMember',
         response: { 200: 'orgs.member', 403: 'api.error', 404: 'api.error' },

@@ -79,9 +79,9 @@ export const tokensModule = (deps: AppDeps) =>
         return status(201, { ...rowToApiToken(row), token })
       },
       {
-        auth: true,
+        auth: { role: true, firstParty: true },
         body: 'tokens.create',
-        response: { 201: 'tokens.created', 401: 'api.error' },
+        response: { 201: 'tokens.created', 401: 'api.error', 403: 'api.error' },
         detail: { summary: 'Create an API token; the token is in this response only' },
       },
     )

@@ -61,7 +61,7 @@ export const usersModule = (deps: AppDeps) =>
         return status(201, rowToUser(await createUser(deps.db, { ...body, role })))
       },
       {
-        auth: 'admin',
+        auth: { role: 'admin', firstParty: true },
         body: 'users.create',
         response: { 201: 'users.user', 403: 'users.error', 409: 'users.error' },
         detail: { summary: 'Create a user (admins); they join the default organization' },
@@ -103,9 +103,9 @@ export const usersModule = (deps: AppDeps) =>
       },
     )
     .put('/:id/role', async ({ params, body }) => rowToUser(await setUserRole(deps.db, params.id, body.role)), {
-      auth: 'owner',
+      auth: { role: 'owner', firstParty: true },
       params: idParams,
       body: 'users.setRole',
-      response: { 200: 'users.user', 404: 'users.error', 409: 'users.error' },
+      response: { 200: 'users.user', 403: 'users.error', 404: 'users.error', 409: 'users.error' },
       detail: { summary: "Change a user's site role (owner)" },
     })
