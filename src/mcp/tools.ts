@@ -5,6 +5,7 @@ import type { AppDeps } from '../deps.ts'
 import { toIsoTime, toIsoTimeOrNull } from '../http/time.ts'
 import { listLiveGrants, revokeGrantsOfUserForClient } from '../oauth/grant.repository.ts'
 import { listMembershipsOfUser, listOrganizationIdsOfUser } from '../orgs/org.repository.ts'
+import { organizationRoleOf } from '../orgs/org.service.ts'
 import { listUsers } from '../users/user.repository.ts'
 import { compileSchema, type CallToolResult, type ToolDefinition } from './transport.ts'
 
@@ -119,7 +120,7 @@ const listOrganizations: GatehouseTool = {
         name: row.name,
         display_name: row.display_name,
         is_default: row.is_default === 1,
-        role: row.member_role,
+        role: organizationRoleOf(principal.user, row, row.member_role) ?? row.member_role,
       })),
     })
   },

@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely'
 import type { Principal } from '../auth/index.ts'
-import type { Database, OrganizationRow } from '../db/schema.ts'
+import type { Database, OrganizationRow, UserRow } from '../db/schema.ts'
 import { ApiError } from '../http/errors.ts'
 import { toIsoTime } from '../http/time.ts'
 import { findMembership, findOrganizationById, type MembershipRow } from './org.repository.ts'
@@ -28,6 +28,23 @@ export function rowToMember(row: MembershipRow) {
 }
 
 /**
+ * A user's effective role in an organization: the one place it is decided, from the site role
+ * and the membership together. The owner administers every organization; site admins administer
+ * the default one (which everyone belongs to); otherwise the membership says. No membership,
+ * no role.
+ */
+export function organizationRoleOf(
+  user: Pick<UserRow, 'role'>,
+  organization: Pick<OrganizationRow, 'is_default'>,
+  membershipRole: 'admin' | 'member' | undefined,
+): 'admin' | 'member' | undefined {
+  if (user.role === 'owner') return 'admin'
+  if (membershipRole === undefined) return undefined
+  if (organization.is_default === 1 && user.role === 'admin') return 'admin'
+  return membershipRole
+}
+
+/**
  * The organization a request names, if the caller may see it: the owner sees every one, anyone
  * else only those they belong to. Anything else is 404, exactly as for an ID that does not
  * exist, so one organization cannot probe for another's resources. With `manage`, the caller
@@ -40,10 +57,13 @@ export async function findAccessibleOrganization(
   access: 'view' | 'manage' = 'view',
 ): Promise<OrganizationRow> {
   const organization = await findOrganizationById(db, organizationId)
-  const isOwner = principal.user.role === 'owner'
-  const membership = organization && !isOwner ? await findMembership(db, organization.id, principal.user.id) : undefined
-  if (!organization || (!isOwner && !membership)) throw new ApiError(404, 'Organization not found')
-  if (access === 'manage' && !isOwner && membership?.role !== 'admin')
+  const membership =
+    organization && principal.user.role !== 'owner'
+      ? await findMembership(db, organization.id, principal.user.id)
+      : undefined
+  const role = organization ? organizationRoleOf(principal.user, organization, membership?.role) : undefined
+  if (!organization || !role) throw new ApiError(404, 'Organization not found')
+  if (access === 'manage' && role !== 'admin')
     throw new ApiError(403, 'Managing this organization requires its admin role')
   return organization
 }

@@ -95,12 +95,27 @@ export async function setUserStatus(
     if (status === 'suspended') await deleteSessionsOfUser(trx, userId)
     return row
   })
-  return updated!
+  if (!updated) throw new ApiError(404, 'User not found')
+  return updated
 }
 
+/**
+ * Changes a site role and, in the same transaction, the default-organization membership that
+ * `createUser` derived from it, so a demoted admin keeps no admin rights anywhere. The principal
+ * cache is cleared by `updateUser`, so the change applies to the very next request.
+ */
 export async function setUserRole(db: Kysely<Database>, userId: string, role: 'admin' | 'member'): Promise<UserRow> {
   const target = await findUserById(db, userId)
   if (!target) throw new ApiError(404, 'User not found')
   if (target.role === 'owner') throw new ApiError(409, "The owner's role cannot be changed")
-  return (await updateUser(db, userId, { role, updated_at: nowSeconds() }))!
+  const now = nowSeconds()
+  const updated = await db.transaction().execute(async (trx) => {
+    const row = await updateUser(trx, userId, { role, updated_at: now })
+    if (!row) return undefined
+    const organization = await findDefaultOrganization(trx)
+    await upsertMembership(trx, { organization_id: organization.id, user_id: userId, role, created_at: now })
+    return row
+  })
+  if (!updated) throw new ApiError(404, 'User not found')
+  return updated
 }

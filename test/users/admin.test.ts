@@ -185,3 +185,44 @@ describe('user administration', () => {
     expect(validations[0].detail).toBeTruthy()
   })
 })
+
+describe('a demotion takes effect at once, everywhere', () => {
+  let ctx: TestContext
+  let owner: { id: string; token: string }
+  let alice: { id: string; token: string }
+  let defaultOrgId: string
+  beforeEach(async () => {
+    ctx = await setup()
+    owner = await bootstrapOwner(ctx)
+    alice = await createUserAndLogin(ctx, owner.token, 'alice', 'admin')
+    const orgs = await ctx.api(owner.token).api.v1.organizations.get()
+    defaultOrgId = orgs.data!.find((org) => org.is_default)!.id
+  })
+  afterEach(async () => {
+    await ctx.close()
+  })
+
+  const apps = (token: string) => ctx.api(token).api.v1.organizations({ id: defaultOrgId })['oauth-apps'].get()
+
+  it('takes the default organization’s admin rights from a demoted admin', async () => {
+    expect((await apps(alice.token)).status).toBe(200)
+    const demoted = await ctx.api(owner.token).api.v1.users({ id: alice.id }).role.put({ role: 'member' })
+    expect(demoted.status).toBe(200)
+    const { error } = await apps(alice.token)
+    expect(error?.status).toBe(403)
+    expect(error?.value).toEqual({ message: 'Managing this organization requires its admin role' })
+  })
+
+  it('shows the demoted admin as a member of the default organization', async () => {
+    await ctx.api(owner.token).api.v1.users({ id: alice.id }).role.put({ role: 'member' })
+    const members = await ctx.api(owner.token).api.v1.organizations({ id: defaultOrgId }).members.get()
+    expect(members.data!.find((member) => member.user_id === alice.id)?.role).toBe('member')
+  })
+
+  it('gives a promoted member the default organization’s admin rights', async () => {
+    const bob = await createUserAndLogin(ctx, owner.token, 'bob')
+    expect((await apps(bob.token)).status).toBe(403)
+    await ctx.api(owner.token).api.v1.users({ id: bob.id }).role.put({ role: 'admin' })
+    expect((await apps(bob.token)).status).toBe(200)
+  })
+})
