@@ -1,5 +1,6 @@
 import { openapi } from '@elysia/openapi'
 import { Elysia, ValidationError } from 'elysia'
+import { cookieNamesFor } from './auth/cookies.ts'
 import { authModule } from './auth/routes.ts'
 import type { AppDeps } from './deps.ts'
 import { bodyTooLarge, declaresTooLargeBody } from './http/body-limit.ts'
@@ -44,6 +45,8 @@ export function createApp(deps: AppDeps) {
       const context = currentRequestContext()
       if (context && route && !context.route) context.route = route
       if (error instanceof ApiError) return error.toResponse()
+      // A route's own parser refusing a body (415 for a content type it does not take) arrives wrapped.
+      if (code === 'PARSE' && error.cause instanceof ApiError) return error.cause.toResponse()
       if (path.startsWith('/oauth2/') && (code === 'PARSE' || code === 'VALIDATION'))
         return withHeaders(
           new OAuthError(
@@ -89,7 +92,7 @@ export function createApp(deps: AppDeps) {
           components: {
             securitySchemes: {
               bearer: { type: 'http', scheme: 'bearer', description: 'Session token, API token or OAuth access token' },
-              cookie: { type: 'apiKey', in: 'cookie', name: 'gatehouse_session' },
+              cookie: { type: 'apiKey', in: 'cookie', name: cookieNamesFor(config.publicUrl).session },
             },
           },
           security: [{ bearer: [] }, { cookie: [] }],

@@ -20,7 +20,6 @@ import { deleteSession, findSessionUser, insertSession, touchSession } from './s
 import { principalCache } from './principal-cache.ts'
 import { generateToken, hashToken, tokenKindOf } from './token.ts'
 
-export const SESSION_COOKIE = 'gatehouse_session'
 export const CSRF_HEADER = 'x-csrf-token'
 
 /** How stale `last_used_at` / `last_seen_at` may get before a request writes them again. */

@@ -1,14 +1,8 @@
 import { Elysia } from 'elysia'
 import { constantTimeEqual } from './token.ts'
-import {
-  authenticateToken,
-  CSRF_HEADER,
-  csrfTokenFor,
-  presentedCredential,
-  SESSION_COOKIE,
-  type AuthDeps,
-} from './auth.service.ts'
+import { authenticateToken, CSRF_HEADER, csrfTokenFor, presentedCredential, type AuthDeps } from './auth.service.ts'
 import { resourcesOf } from '../oauth/resource.ts'
+import { cookieNamesFor } from './cookies.ts'
 
 export type { Principal } from './auth.service.ts'
 
@@ -36,11 +30,12 @@ function roleAllows(role: 'owner' | 'admin' | 'member', required: RequiredRole):
  * `X-CSRF-Token`; bearer requests need none (a browser never attaches them on its own).
  * One parameterised macro on purpose: resolve types do not flow between sibling macros in Elysia 1.4.
  */
-export const authPlugin = (deps: AuthDeps) =>
-  new Elysia({ name: 'auth' }).macro({
+export const authPlugin = (deps: AuthDeps) => {
+  const sessionCookie = cookieNamesFor(deps.config.publicUrl).session
+  return new Elysia({ name: 'auth', seed: deps.config.publicUrl }).macro({
     auth: (requirement: AuthRequirement) => ({
       async resolve({ headers, cookie, request, status, set }) {
-        const credential = presentedCredential(headers.authorization, cookie[SESSION_COOKIE]?.value)
+        const credential = presentedCredential(headers.authorization, cookie[sessionCookie]?.value)
         const token = credential?.token
         const principal = token ? await authenticateToken(deps, token) : undefined
         const apiAudience = resourcesOf(deps.config.publicUrl).api
@@ -85,3 +80,4 @@ export const authPlugin = (deps: AuthDeps) =>
       },
     }),
   })
+}

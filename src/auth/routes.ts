@@ -1,13 +1,12 @@
 import { Elysia, t } from 'elysia'
 import type { AppDeps } from '../deps.ts'
-import { ErrorModel } from '../http/errors.ts'
+import { ApiError, ErrorModel } from '../http/errors.ts'
 import { currentRequestContext } from '../ops/request-context.ts'
 import { UsersModel } from '../users/model.ts'
 import { rowToUser } from '../users/user.service.ts'
-import { csrfTokenFor, loginWithPassword, logout, SESSION_COOKIE } from './auth.service.ts'
+import { csrfTokenFor, loginWithPassword, logout } from './auth.service.ts'
+import { assertSameOrigin, cookieNamesFor, setSessionCookies } from './cookies.ts'
 import { authPlugin } from './index.ts'
-
-export const CSRF_COOKIE = 'gatehouse_csrf'
 
 const loginResponse = t.Object({
   session_token: t.String({ description: 'Send as `Authorization: Bearer`; also set as an HttpOnly cookie' }),
@@ -18,7 +17,7 @@ const loginResponse = t.Object({
 
 /** Password login, logout and the current session, under /api/v1/auth. */
 export const authModule = (deps: AppDeps) => {
-  const secure = deps.config.publicUrl.startsWith('https://')
+  const names = cookieNamesFor(deps.config.publicUrl)
   return new Elysia({ name: 'auth.routes', prefix: '/api/v1/auth', detail: { tags: ['auth'] } })
     .use(authPlugin(deps))
     .model({
@@ -31,40 +30,31 @@ export const authModule = (deps: AppDeps) => {
     })
     .post(
       '/login',
-      async ({ body, cookie, headers }) => {
+      async ({ body, cookie, headers, request }) => {
+        assertSameOrigin(request, deps.config.publicUrl)
         const result = await loginWithPassword(deps, {
           login: body.login,
           password: body.password,
           ip: currentRequestContext()?.clientIp ?? 'unknown',
           userAgent: headers['user-agent'] ?? null,
         })
-        const expires = new Date(result.expiresAt * 1000)
-        cookie[SESSION_COOKIE].set({
-          value: result.sessionToken,
-          httpOnly: true,
-          secure,
-          sameSite: 'lax',
-          path: '/',
-          expires,
-        })
-        cookie[CSRF_COOKIE].set({
-          value: result.csrfToken,
-          httpOnly: false,
-          secure,
-          sameSite: 'lax',
-          path: '/',
-          expires,
-        })
+        setSessionCookies(cookie, deps.config.publicUrl, result)
         return {
           session_token: result.sessionToken,
           csrf_token: result.csrfToken,
-          expires_at: expires.toISOString(),
+          expires_at: new Date(result.expiresAt * 1000).toISOString(),
           user: rowToUser(result.user),
         }
       },
       {
+        // JSON only: a cross-site HTML form can send urlencoded or multipart bodies, never JSON
+        // without a CORS preflight, so refusing the others closes login CSRF at the parser.
+        parse: ({ contentType }) => {
+          if (!contentType?.toLowerCase().startsWith('application/json'))
+            throw new ApiError(415, 'The sign-in body must be JSON', 'Send Content-Type: application/json')
+        },
         body: 'auth.login',
-        response: { 200: 'auth.session', 401: 'api.error', 403: 'api.error', 429: 'api.error' },
+        response: { 200: 'auth.session', 401: 'api.error', 403: 'api.error', 415: 'api.error', 429: 'api.error' },
         detail: { summary: 'Sign in with a password', security: [] },
       },
     )
@@ -72,8 +62,8 @@ export const authModule = (deps: AppDeps) => {
       '/logout',
       async ({ principal, cookie, set }) => {
         await logout(deps.db, principal)
-        cookie[SESSION_COOKIE].remove()
-        cookie[CSRF_COOKIE].remove()
+        cookie[names.session].remove()
+        cookie[names.csrf].remove()
         set.status = 204
       },
       { auth: true, detail: { summary: 'End the current session (a no-op for API tokens)' } },
@@ -81,7 +71,7 @@ export const authModule = (deps: AppDeps) => {
     .get(
       '/csrf',
       ({ principal, cookie, status }) => {
-        const token = cookie[SESSION_COOKIE]?.value
+        const token = cookie[names.session]?.value
         if (principal.via !== 'session' || typeof token !== 'string')
           return status(400, { message: 'Only a session cookie has a CSRF token' })
         return { csrf_token: csrfTokenFor(token) }

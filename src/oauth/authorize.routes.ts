@@ -1,5 +1,6 @@
 import { Elysia } from 'elysia'
-import { authenticateToken, csrfTokenFor, presentedCredential, SESSION_COOKIE } from '../auth/auth.service.ts'
+import { authenticateToken, csrfTokenFor, presentedCredential } from '../auth/auth.service.ts'
+import { cookieNamesFor } from '../auth/cookies.ts'
 import type { Principal } from '../auth/index.ts'
 import { constantTimeEqual } from '../auth/token.ts'
 import { basePathOf } from '../config.ts'
@@ -68,6 +69,7 @@ async function signedInUser(
  */
 export const authorizeRoutes = (deps: AppDeps, authorizeDeps: AuthorizeDeps) => {
   const base = basePathOf(deps.config.publicUrl)
+  const sessionCookie = cookieNamesFor(deps.config.publicUrl).session
   return new Elysia({ name: 'oauth.authorize', detail: { tags: ['oauth'] } })
     .get(
       '/oauth2/authorize',
@@ -75,7 +77,7 @@ export const authorizeRoutes = (deps: AppDeps, authorizeDeps: AuthorizeDeps) => 
         try {
           const params = formOf(query)
           const authorization = await validateAuthorizeRequest(authorizeDeps, params)
-          const signedIn = await signedInUser(deps, headers.authorization, cookie[SESSION_COOKIE]?.value)
+          const signedIn = await signedInUser(deps, headers.authorization, cookie[sessionCookie]?.value)
           if (!signedIn) {
             const url = new URL(request.url)
             return redirectTo(`${base}/login?next=${encodeURIComponent(base + url.pathname + url.search)}`)
@@ -118,7 +120,7 @@ export const authorizeRoutes = (deps: AppDeps, authorizeDeps: AuthorizeDeps) => 
           // the authorization URL itself, as scripted clients do).
           const params = { ...formOf(query), ...formOf(body) }
           const authorization = await validateAuthorizeRequest(authorizeDeps, params)
-          const signedIn = await signedInUser(deps, headers.authorization, cookie[SESSION_COOKIE]?.value)
+          const signedIn = await signedInUser(deps, headers.authorization, cookie[sessionCookie]?.value)
           if (!signedIn)
             throw new AuthorizePageError(401, 'You are not signed in. Start the sign-in from the application again.')
           if (signedIn.viaCookie && !constantTimeEqual(params.csrf_token ?? '', csrfTokenFor(signedIn.token)))

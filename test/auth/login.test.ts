@@ -270,13 +270,121 @@ describe('session cookies behind an https public URL', () => {
     await ctx.close()
   })
 
-  it('marks the session and CSRF cookies Secure', async () => {
+  it('names the session and CSRF cookies __Host-, Secure, for path / and no domain', async () => {
     const response = await loginRequest(ctx, OWNER.username, OWNER.password)
     expect(response.status).toBe(200)
-    const session = setCookie(response, 'gatehouse_session')
+    const body = await response.json()
+    const session = setCookie(response, '__Host-gatehouse_session')
+    expect(session.value).toBe(body.session_token)
     expect(session.attributes.has('secure')).toBe(true)
     expect(session.attributes.has('httponly')).toBe(true)
     expect(session.attributes.get('samesite')).toBe('Lax')
-    expect(setCookie(response, 'gatehouse_csrf').attributes.has('secure')).toBe(true)
+    const csrf = setCookie(response, '__Host-gatehouse_csrf')
+    for (const cookie of [session, csrf]) {
+      expect(cookie.attributes.has('secure')).toBe(true)
+      expect(cookie.attributes.get('path')).toBe('/')
+      expect(cookie.attributes.has('domain')).toBe(false)
+    }
+    expect(response.headers.getSetCookie().some((line) => line.startsWith('gatehouse_session='))).toBe(false)
+  })
+
+  it('accepts the __Host- session cookie, and not the unprefixed one, as a credential', async () => {
+    const { session_token } = await (await loginRequest(ctx, OWNER.username, OWNER.password)).json()
+    const me = (cookie: string) =>
+      ctx.app.handle(new Request('https://gatehouse.example.com/api/v1/users/me', { headers: { cookie } }))
+    expect((await me(`__Host-gatehouse_session=${session_token}`)).status).toBe(200)
+    expect((await me(`gatehouse_session=${session_token}`)).status).toBe(401)
+  })
+
+  it('scopes the sign-in form cookie to the login path under a __Secure- name', async () => {
+    const page = await ctx.app.handle(new Request('https://gatehouse.example.com/login'))
+    const form = setCookie(page, '__Secure-gatehouse_login_csrf')
+    expect(form.attributes.has('secure')).toBe(true)
+    expect(form.attributes.get('path')).toBe('/login')
+  })
+})
+
+describe('login CSRF', () => {
+  let ctx: TestContext
+  beforeEach(async () => {
+    ctx = await setup()
+    await bootstrapOwner(ctx)
+  })
+  afterEach(async () => {
+    await ctx.close()
+  })
+
+  const credentials = { login: OWNER.username, password: OWNER.password }
+
+  it('refuses a form-encoded sign-in with 415 and sets no cookie', async () => {
+    const response = await ctx.app.handle(
+      new Request('http://localhost/api/v1/auth/login', {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'https://evil.example' },
+        body: new URLSearchParams(credentials).toString(),
+      }),
+    )
+    expect(response.status).toBe(415)
+    expect(await response.json()).toEqual({
+      message: 'The sign-in body must be JSON',
+      detail: 'Send Content-Type: application/json',
+    })
+    expect(response.headers.getSetCookie()).toEqual([])
+  })
+
+  it('refuses a multipart or text/plain sign-in with 415', async () => {
+    for (const body of [new FormData(), 'x']) {
+      if (body instanceof FormData) for (const [k, v] of Object.entries(credentials)) body.set(k, v)
+      const response = await ctx.app.handle(
+        new Request('http://localhost/api/v1/auth/login', {
+          method: 'POST',
+          headers: typeof body === 'string' ? { 'content-type': 'text/plain' } : {},
+          body,
+        }),
+      )
+      expect(response.status).toBe(415)
+    }
+  })
+
+  it('refuses a JSON sign-in from another origin with 403 and sets no cookie', async () => {
+    const response = await ctx.app.handle(
+      new Request('http://localhost/api/v1/auth/login', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', origin: 'https://evil.example' },
+        body: JSON.stringify(credentials),
+      }),
+    )
+    expect(response.status).toBe(403)
+    expect((await response.json()).message).toBe('Cross-site sign-in refused')
+    expect(response.headers.getSetCookie()).toEqual([])
+  })
+
+  it('accepts a JSON sign-in from its own origin', async () => {
+    const response = await ctx.app.handle(
+      new Request('http://localhost/api/v1/auth/login', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', origin: 'http://localhost:3000' },
+        body: JSON.stringify(credentials),
+      }),
+    )
+    expect(response.status).toBe(200)
+  })
+
+  it('refuses the sign-in page form posted from another origin, setting no session', async () => {
+    const page = await ctx.app.handle(new Request('http://localhost/login'))
+    const csrf = setCookie(page, 'gatehouse_login_csrf').value
+    const response = await ctx.app.handle(
+      new Request('http://localhost/login', {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          cookie: `gatehouse_login_csrf=${csrf}`,
+          origin: 'https://evil.example',
+        },
+        body: new URLSearchParams({ ...credentials, csrf_token: csrf }).toString(),
+      }),
+    )
+    expect(response.status).toBe(403)
+    expect(response.headers.getSetCookie().some((line) => line.startsWith('gatehouse_session='))).toBe(false)
   })
 })
