@@ -40,15 +40,19 @@ export function setSessionCookies(
 
 /**
  * Refuses a browser request from another site to a route that sets a session cookie (login
- * CSRF: a foreign page signing the victim into the attacker's account). A request without
- * `Origin` is not a cross-site browser request; one with it must come from the public URL's
- * origin or the origin the request itself was made to.
+ * CSRF: a foreign page signing the victim into the attacker's account). Browsers that send
+ * `Sec-Fetch-Site` are judged by it alone, since they send `Origin: null` for their own form
+ * posts from a no-referrer page; a sibling host (`same-site`) is refused too. Without it, an
+ * `Origin` must be the public URL's or the request's own; no `Origin` is no browser.
  */
 export function assertSameOrigin(request: Request, publicUrl: string): void {
-  const origin = request.headers.get('origin')
   const fetchSite = request.headers.get('sec-fetch-site')
-  const allowed = new Set([new URL(publicUrl).origin, new URL(request.url).origin])
-  if ((origin !== null && !allowed.has(origin)) || fetchSite === 'cross-site')
+  const origin = request.headers.get('origin')
+  const allowed =
+    fetchSite !== null
+      ? fetchSite === 'same-origin' || fetchSite === 'none'
+      : origin === null || origin === new URL(publicUrl).origin || origin === new URL(request.url).origin
+  if (!allowed)
     throw new ApiError(403, 'Cross-site sign-in refused', `Sign in from ${new URL(publicUrl).origin} itself`)
 }
 

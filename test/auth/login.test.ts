@@ -359,6 +359,38 @@ describe('login CSRF', () => {
     expect(response.headers.getSetCookie()).toEqual([])
   })
 
+  it('refuses a sign-in a browser marks as coming from another site, whatever Origin says', async () => {
+    for (const site of ['cross-site', 'same-site']) {
+      const response = await ctx.app.handle(
+        new Request('http://localhost/api/v1/auth/login', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'sec-fetch-site': site, origin: 'http://localhost' },
+          body: JSON.stringify(credentials),
+        }),
+      )
+      expect(response.status).toBe(403)
+    }
+  })
+
+  it('accepts a same-origin form post that a no-referrer page sends with Origin: null', async () => {
+    const page = await ctx.app.handle(new Request('http://localhost/login'))
+    const csrf = setCookie(page, 'gatehouse_login_csrf').value
+    const response = await ctx.app.handle(
+      new Request('http://localhost/login', {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          cookie: `gatehouse_login_csrf=${csrf}`,
+          origin: 'null',
+          'sec-fetch-site': 'same-origin',
+        },
+        body: new URLSearchParams({ ...credentials, csrf_token: csrf }).toString(),
+      }),
+    )
+    expect(response.status).toBe(303)
+    expect(response.headers.getSetCookie().some((line) => line.startsWith('gatehouse_session='))).toBe(true)
+  })
+
   it('accepts a JSON sign-in from its own origin', async () => {
     const response = await ctx.app.handle(
       new Request('http://localhost/api/v1/auth/login', {
