@@ -1,5 +1,5 @@
 import { Elysia } from 'elysia'
-import { authenticateToken, csrfTokenFor, presentedCredential } from '../auth/auth.service.ts'
+import { authenticateToken, presentedCredential } from '../auth/auth.service.ts'
 import { cookieNamesFor } from '../auth/cookies.ts'
 import type { Principal } from '../auth/index.ts'
 import { constantTimeEqual } from '../auth/token.ts'
@@ -12,6 +12,7 @@ import {
   authorizationRedirect,
   AuthorizePageError,
   AuthorizeRedirectError,
+  consentTokenFor,
   hasConsent,
   scopesFor,
   validateAuthorizeRequest,
@@ -62,10 +63,27 @@ async function signedInUser(
 }
 
 /**
+ * The request's parameters from the query string and (for a POST) the form body, and the names
+ * given more than once, in either or across both: Elysia's parsed query keeps one value of a
+ * repeated name, so the raw query string is read.
+ */
+function authorizeParamsOf(url: string, body?: unknown): { params: Record<string, string>; repeated: string[] } {
+  const params: Record<string, string> = {}
+  const repeated = new Set<string>()
+  const add = (name: string, value: string) => {
+    if (name in params) repeated.add(name)
+    params[name] = value
+  }
+  for (const [name, value] of new URL(url).searchParams) add(name, value)
+  for (const [name, value] of Object.entries(formOf(body))) if (value !== undefined) add(name, value)
+  return { params, repeated: [...repeated] }
+}
+
+/**
  * GET /oauth2/authorize shows the consent page (after sign-in); POST decides (`decision=deny`
- * denies, anything else approves). A decision posted
- * with the session cookie must carry the page's CSRF token; one authenticated by a bearer token
- * needs none, as no browser attaches that on its own.
+ * denies, anything else approves). A decision posted with the session cookie must carry the
+ * page's consent token, bound to the session and to the exact request the page showed; one
+ * authenticated by a bearer token needs none, as no browser attaches that on its own.
  */
 export const authorizeRoutes = (deps: AppDeps, authorizeDeps: AuthorizeDeps) => {
   const base = basePathOf(deps.config.publicUrl)
@@ -73,10 +91,10 @@ export const authorizeRoutes = (deps: AppDeps, authorizeDeps: AuthorizeDeps) => 
   return new Elysia({ name: 'oauth.authorize', detail: { tags: ['oauth'] } })
     .get(
       '/oauth2/authorize',
-      async ({ query, headers, cookie, request }) => {
+      async ({ headers, cookie, request }) => {
         try {
-          const params = formOf(query)
-          const authorization = await validateAuthorizeRequest(authorizeDeps, params)
+          const { params, repeated } = authorizeParamsOf(request.url)
+          const authorization = await validateAuthorizeRequest(authorizeDeps, params, repeated)
           const signedIn = await signedInUser(deps, headers.authorization, cookie[sessionCookie]?.value)
           if (!signedIn) {
             const url = new URL(request.url)
@@ -94,7 +112,7 @@ export const authorizeRoutes = (deps: AppDeps, authorizeDeps: AuthorizeDeps) => 
             scopes: scopes.map((scope: Scope) => ({ name: scope, description: SCOPES[scope] })),
             resource: authorization.resource,
             username: user.username,
-            csrf: signedIn.viaCookie ? csrfTokenFor(signedIn.token) : '',
+            csrf: signedIn.viaCookie ? consentTokenFor(signedIn.token, authorization, scopes) : '',
             fields: {
               response_type: 'code',
               client_id: authorization.client.id,
@@ -114,19 +132,23 @@ export const authorizeRoutes = (deps: AppDeps, authorizeDeps: AuthorizeDeps) => 
     )
     .post(
       '/oauth2/authorize',
-      async ({ query, body, headers, cookie }) => {
+      async ({ body, headers, cookie, request }) => {
         try {
           // Parameters may come in the body (our consent form) or the query (a client posting to
-          // the authorization URL itself, as scripted clients do).
-          const params = { ...formOf(query), ...formOf(body) }
-          const authorization = await validateAuthorizeRequest(authorizeDeps, params)
+          // the authorization URL itself, as scripted clients do), but each only once.
+          const { params, repeated } = authorizeParamsOf(request.url, body)
+          const authorization = await validateAuthorizeRequest(authorizeDeps, params, repeated)
           const signedIn = await signedInUser(deps, headers.authorization, cookie[sessionCookie]?.value)
           if (!signedIn)
             throw new AuthorizePageError(401, 'You are not signed in. Start the sign-in from the application again.')
-          if (signedIn.viaCookie && !constantTimeEqual(params.csrf_token ?? '', csrfTokenFor(signedIn.token)))
+          const scopes = scopesFor(authorization, signedIn.principal.user)
+          if (
+            signedIn.viaCookie &&
+            !constantTimeEqual(params.csrf_token ?? '', consentTokenFor(signedIn.token, authorization, scopes))
+          )
             throw new AuthorizePageError(
               403,
-              'The consent form expired or did not come from this server. Start again from the application.',
+              'The consent form expired, or was not the one shown for this request. Start again from the application.',
             )
           if (params.decision === 'deny')
             throw new AuthorizeRedirectError(
@@ -135,7 +157,6 @@ export const authorizeRoutes = (deps: AppDeps, authorizeDeps: AuthorizeDeps) => 
               'the user denied the request',
               authorization.state,
             )
-          const scopes = scopesFor(authorization, signedIn.principal.user)
           return redirectTo(await approve(authorizeDeps, authorization, signedIn.principal.user, scopes), 303)
         } catch (error) {
           return refusal(deps, error, 303)

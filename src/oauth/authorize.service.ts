@@ -1,3 +1,6 @@
+import { hmac } from '@oslojs/crypto/hmac'
+import { SHA256 } from '@oslojs/crypto/sha2'
+import { encodeHexLowerCase } from '@oslojs/encoding'
 import type { Kysely } from 'kysely'
 import { generateToken, hashToken } from '../auth/token.ts'
 import type { Config } from '../config.ts'
@@ -10,7 +13,7 @@ import { OAuthError } from './errors.ts'
 import { findConsent, insertAuthorizationCode, upsertConsent } from './grant.repository.ts'
 import { isMetadataDocumentClientId, type MetadataDocumentResolver } from './metadata-document.ts'
 import { isValidS256Challenge } from './pkce.ts'
-import { findMatchingRedirectUri } from './redirect-uri.ts'
+import { findMatchingRedirectUri, isLoopbackRedirect } from './redirect-uri.ts'
 import { resolveResource } from './resource.ts'
 import { formatScope, narrowScopes, parseScope, type Scope } from './scope.ts'
 
@@ -87,7 +90,15 @@ async function resolveClient(deps: AuthorizeDeps, clientId: string): Promise<OAu
  * its redirect URI first, and until both are trusted every error is a page, never a redirect
  * (an open redirector otherwise). After that, errors go back to the client with its `state`.
  */
-export async function validateAuthorizeRequest(deps: AuthorizeDeps, params: Params): Promise<AuthorizeRequest> {
+export async function validateAuthorizeRequest(
+  deps: AuthorizeDeps,
+  params: Params,
+  repeated: string[] = [],
+): Promise<AuthorizeRequest> {
+  // RFC 6749 §3.1: parameters must not repeat. Until client and redirect URI are settled the
+  // answer is a page; a repeat of anything else goes back to the client below.
+  for (const name of ['client_id', 'redirect_uri'])
+    if (repeated.includes(name)) throw new AuthorizePageError(400, `The request gives ${name} more than once.`)
   const clientId = params.client_id
   if (!clientId) throw new AuthorizePageError(400, 'The request has no client_id.')
   const client = await resolveClient(deps, clientId)
@@ -115,6 +126,7 @@ export async function validateAuthorizeRequest(deps: AuthorizeDeps, params: Para
   const state = params.state
   const fail = (error: string, description: string) =>
     new AuthorizeRedirectError(redirectUri!, error, description, state)
+  if (repeated.length > 0) throw fail('invalid_request', `parameters must not repeat: ${repeated.join(', ')}`)
   if (params.response_type !== 'code') throw fail('unsupported_response_type', 'response_type must be code')
   if (!params.code_challenge) throw fail('invalid_request', 'code_challenge is required (PKCE with S256)')
   if (params.code_challenge_method !== 'S256')
@@ -152,16 +164,44 @@ export function scopesFor(request: AuthorizeRequest, user: UserRow): Scope[] {
   return scopes
 }
 
+/**
+ * Whether an earlier consent may approve this request without showing the page. Never for a
+ * public client redirecting to loopback: any local program can claim such a client's ID and
+ * listen on a port of its own, so the user must see what asks (RFC 8252 §8.6).
+ */
 export async function hasConsent(
   db: Kysely<Database>,
   request: AuthorizeRequest,
   user: UserRow,
   scopes: Scope[],
 ): Promise<boolean> {
+  if (request.client.token_endpoint_auth_method === 'none' && isLoopbackRedirect(new URL(request.redirectUri)))
+    return false
   const consent = await findConsent(db, user.id, request.client.id, request.registeredRedirectUri)
   if (!consent) return false
   const consented = parseScope(consent.scope)
   return scopes.every((scope) => consented.includes(scope))
+}
+
+/**
+ * The value the consent form carries: an HMAC, keyed by the session token, of exactly the
+ * request the page showed (client, redirect URI, scopes, resource, PKCE challenge, state). A form
+ * taken from one client's page cannot approve another client's parameters, and it dies with the
+ * session. Needs no storage, so any replica checks it.
+ */
+export function consentTokenFor(sessionToken: string, request: AuthorizeRequest, scopes: Scope[]): string {
+  const shown = [
+    request.client.id,
+    request.redirectUri,
+    formatScope(scopes),
+    request.resource,
+    request.codeChallenge,
+    request.state ?? '',
+  ]
+  const encoder = new TextEncoder()
+  return encodeHexLowerCase(
+    hmac(SHA256, encoder.encode(`consent:${sessionToken}`), encoder.encode(JSON.stringify(shown))),
+  )
 }
 
 /** Records consent (widened to include earlier scopes) and issues a single-use code. Returns the redirect. */

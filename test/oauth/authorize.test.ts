@@ -1,7 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'bun:test'
 import { bootstrapOwner, createUserAndLogin, OWNER, setup, type TestContext } from '../setup.ts'
-import { authorizeUrl, authorizeWithBearer, createPkce, REDIRECT_URI, registerClient } from './helpers.ts'
+import { authorizeUrl, authorizeWithBearer, createPkce, type Pkce, REDIRECT_URI, registerClient } from './helpers.ts'
 import { authorizeParams, exchangeCode, getAuthorize, hiddenFieldsOf, ISSUER, sessionCookie } from './support-flow.ts'
+
+const WEB_REDIRECT = 'https://app.example.com/callback'
 
 describe('authorization endpoint', () => {
   let ctx: TestContext
@@ -325,8 +327,37 @@ describe('authorization endpoint', () => {
       expect(response.status).toBe(403)
       expect(response.headers.get('content-type')).toContain('text/html')
       expect(response.headers.get('location')).toBeNull()
-      expect(await response.text()).toContain('The consent form expired or did not come from this server')
+      expect(await response.text()).toContain('The consent form expired, or was not the one shown for this request')
     })
+
+    it("refuses a consent form taken from one client's page and posted with another client's parameters", async () => {
+      const fields = await formOfConsentPage()
+      const other = await registerClient(ctx, { client_name: 'Other app' })
+      const pkce = createPkce()
+      const response = await postDecision(
+        { ...authorizeParams(other.client_id, pkce), csrf_token: fields.csrf_token, decision: 'approve' },
+        sessionCookie(owner.token),
+      )
+      expect(response.status).toBe(403)
+      expect(response.headers.get('location')).toBeNull()
+    })
+
+    for (const [name, value] of [
+      ['scope', 'mcp api'],
+      ['code_challenge', 'x'.repeat(43)],
+      ['redirect_uri', 'http://127.0.0.1:9999/callback'],
+      ['resource', 'http://localhost:3000/api'],
+      ['state', 'another-state'],
+    ])
+      it(`refuses a consent form whose ${name} was changed after the page was shown`, async () => {
+        const fields = await formOfConsentPage()
+        const response = await postDecision(
+          { ...fields, [name]: value, decision: 'approve' },
+          sessionCookie(owner.token),
+        )
+        expect(response.status).toBe(403)
+        expect(response.headers.get('location')).toBeNull()
+      })
 
     it('refuses a cookie-authenticated approval with a wrong CSRF token', async () => {
       const fields = await formOfConsentPage()
@@ -372,11 +403,26 @@ describe('authorization endpoint', () => {
 
   describe('remembered consent', () => {
     it('skips the consent page the next time the same client asks for the same scopes and redirect URI', async () => {
+      const confidential = await registerClient(ctx, {
+        client_name: 'Web app',
+        redirect_uris: [WEB_REDIRECT],
+        token_endpoint_auth_method: 'client_secret_basic',
+      })
+      const params = (pkce: Pkce) =>
+        authorizeParams(confidential.client_id, pkce, { scope: 'mcp', redirect_uri: WEB_REDIRECT })
+      await authorizeWithBearer(ctx, owner.token, params(createPkce()))
+      const redirect = expectRedirect(await getAuthorize(ctx, params(createPkce()), bearer()), WEB_REDIRECT)
+      expect(redirect.get('code')).toStartWith('gth_code_')
+      expect(redirect.get('state')).toBe('the-state')
+    })
+
+    it('shows the page again to a public client with a loopback redirect, whatever was approved before', async () => {
+      // Any local program can present this client's ID and listen on a port of its own (RFC 8252 §8.6).
       await authorizeWithBearer(ctx, owner.token, authorizeParams(clientId, createPkce(), { scope: 'mcp' }))
       const response = await getAuthorize(ctx, authorizeParams(clientId, createPkce(), { scope: 'mcp' }), bearer())
-      const params = expectRedirect(response)
-      expect(params.get('code')).toStartWith('gth_code_')
-      expect(params.get('state')).toBe('the-state')
+      expect(response.status).toBe(200)
+      expect(response.headers.get('location')).toBeNull()
+      expect(await response.text()).toContain('Claude Code')
     })
 
     it('shows the consent page again when the client asks for a new scope', async () => {
@@ -400,6 +446,53 @@ describe('authorization endpoint', () => {
       await authorizeWithBearer(ctx, owner.token, authorizeParams(clientId, createPkce()), 'deny')
       const response = await getAuthorize(ctx, authorizeParams(clientId, createPkce()), bearer())
       expect(response.status).toBe(200)
+    })
+  })
+
+  describe('repeated parameters (RFC 6749 §3.1)', () => {
+    for (const name of ['client_id', 'redirect_uri'])
+      it(`answers a repeated ${name} with an error page, never a code or a redirect`, async () => {
+        const url = new URL(authorizeUrl(authorizeParams(clientId, createPkce())))
+        url.searchParams.append(name, url.searchParams.get(name)!)
+        const response = await ctx.app.handle(new Request(url, { headers: bearer() }))
+        expect(response.status).toBe(400)
+        expect(response.headers.get('location')).toBeNull()
+        expect(await response.text()).toContain(`gives ${name} more than once`)
+      })
+
+    for (const name of ['state', 'response_type', 'scope', 'code_challenge', 'resource'])
+      it(`answers a repeated ${name} with invalid_request at the redirect URI, and no code`, async () => {
+        const url = new URL(
+          authorizeUrl(authorizeParams(clientId, createPkce(), { scope: 'mcp', resource: `${ISSUER}/mcp` })),
+        )
+        url.searchParams.append(name, url.searchParams.get(name)!)
+        const response = await ctx.app.handle(new Request(url, { headers: bearer() }))
+        const params = expectRedirect(response)
+        expect(params.get('error')).toBe('invalid_request')
+        expect(params.get('error_description')).toContain(name)
+        expect(params.get('code')).toBeNull()
+      })
+
+    it('refuses a POST that gives a parameter in the query and again in the body', async () => {
+      const url = authorizeUrl(authorizeParams(clientId, createPkce()))
+      const response = await ctx.app.handle(
+        new Request(url, {
+          method: 'POST',
+          headers: { ...bearer(), 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ decision: 'approve', scope: 'mcp:admin' }).toString(),
+        }),
+      )
+      // scope appears once in the body only, so this one is fine; now repeat client_id across both.
+      expect(response.status).toBe(303)
+      const twice = await ctx.app.handle(
+        new Request(url, {
+          method: 'POST',
+          headers: { ...bearer(), 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ decision: 'approve', client_id: clientId }).toString(),
+        }),
+      )
+      expect(twice.status).toBe(400)
+      expect(twice.headers.get('location')).toBeNull()
     })
   })
 })
