@@ -51,7 +51,7 @@ function ensureChromium() {
   if (existsSync(CHROMIUM)) return
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0
   if (isRoot && works('apt-get')) {
-    console.error('gatehouse: Chromium is missing; installing Debian\'s chromium for the browser tests')
+    console.error("gatehouse: Chromium is missing; installing Debian's chromium for the browser tests")
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
     if (run('apt-get', ['update', '-qq'], { env }) === 0)
       run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'chromium'], { env })

@@ -5,6 +5,7 @@ import { authModule } from './auth/routes.ts'
 import type { AppDeps } from './deps.ts'
 import { bodyTooLarge, declaresTooLargeBody } from './http/body-limit.ts'
 import { ApiError, jsonError } from './http/errors.ts'
+import { checkBodyForNul, findNulInUrl, NUL_MESSAGE } from './http/reject-nul.ts'
 import { loginPageModule } from './auth/login-page.ts'
 import { mcpModule } from './mcp/index.ts'
 import { appsModule } from './oauth/apps.routes.ts'
@@ -18,6 +19,13 @@ import { tokensModule } from './tokens/index.ts'
 import { usersModule } from './users/index.ts'
 
 const VERSION = '0.1.0'
+
+/** A NUL anywhere is bad input (see reject-nul.ts); OAuth endpoints answer in RFC 6749 form. */
+function refuseNul(url: string, where: string): Response {
+  if (URL.parse(url)?.pathname.startsWith('/oauth2/'))
+    return withHeaders(new OAuthError('invalid_request', `${NUL_MESSAGE} (in the ${where})`).toResponse(), CORS_HEADERS)
+  return jsonError(400, { message: NUL_MESSAGE, detail: where })
+}
 
 function validationDetails(error: Pick<ValidationError, 'all' | 'type'>) {
   return error.all.map((issue) => ({
@@ -33,9 +41,16 @@ function validationDetails(error: Pick<ValidationError, 'all' | 'type'>) {
 export function createApp(deps: AppDeps) {
   const { config, logger } = deps
   return new Elysia({ name: 'gatehouse' })
-    .onRequest(({ request }) => {
+    .onRequest(async (context) => {
+      const { request } = context
       if (declaresTooLargeBody(request, config.maxBodyBytes))
         return bodyTooLarge(config.maxBodyBytes, Number(request.headers.get('content-length')))
+      const inUrl = findNulInUrl(request.url)
+      if (inUrl) return refuseNul(request.url, inUrl)
+      if (!request.body) return
+      const checked = await checkBodyForNul(request)
+      if (checked.hasNul) return refuseNul(request.url, 'body')
+      context.request = checked.request
     })
     .onTransform({ as: 'global' }, ({ route }) => {
       const context = currentRequestContext()

@@ -1,4 +1,5 @@
 import { join, resolve } from 'node:path'
+import { parseAllowHosts } from './http/address-policy.ts'
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error'
 
@@ -29,8 +30,12 @@ export interface Config {
   dynamicClientTtlSeconds: number
   registrationRateLimit: number
   outboundAllowPrivate: boolean
+  /** Host names, `*.suffix` wildcards, addresses and CIDRs the outbound guard may reach at private addresses. */
+  outboundAllowHosts: string[]
   outboundCaFile: string | undefined
   mcpFastPath: boolean
+  /** Browser origins (besides the public URL's) allowed to call `/mcp`, as serialised origins. */
+  allowedOrigins: string[]
 }
 
 /** One documented variable: its name, default and how it is read. Drives both parsing and the README table. */
@@ -93,6 +98,39 @@ function parsePublicUrl(raw: string): string {
   if (url.search || url.hash || /[?#]/.test(raw)) throw new BadValue('must not have a query or fragment')
   if (url.username || url.password) throw new BadValue('must not contain credentials')
   return url.href.replace(/\/+$/, '')
+}
+
+/**
+ * `https://app.example.com,http://localhost:6274`: browser origins allowed to call `/mcp` (CORS).
+ * Each must be a bare http(s) origin, as a browser sends it in `Origin`; `*` is refused, since it
+ * would switch off the DNS-rebinding protection.
+ */
+function parseOrigins(raw: string): string[] {
+  const origins: string[] = []
+  for (const entry of raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    let url: URL | undefined
+    try {
+      url = new URL(entry)
+    } catch {
+      url = undefined
+    }
+    if (
+      !url ||
+      (url.protocol !== 'http:' && url.protocol !== 'https:') ||
+      url.username ||
+      url.password ||
+      url.pathname !== '/' ||
+      /[?#]/.test(entry)
+    )
+      throw new BadValue(
+        `each entry must be an http(s) origin such as https://app.example.com (no path), got "${entry}"`,
+      )
+    if (!origins.includes(url.origin)) origins.push(url.origin)
+  }
+  return origins
 }
 
 function parseDatabaseUrl(raw: string): string {
@@ -252,15 +290,31 @@ export const VARIABLES: Variable<keyof Config>[] = [
     name: 'GATEHOUSE_REGISTRATION_RATE_LIMIT',
     field: 'registrationRateLimit',
     default: '20',
-    description: 'Dynamic client registrations per client address per hour',
+    description:
+      'Dynamic client registrations, and fetches of client metadata documents not seen before, per client address per hour',
     parse: parseInteger(1, 100000),
   },
   {
     name: 'GATEHOUSE_OUTBOUND_ALLOW_PRIVATE',
     field: 'outboundAllowPrivate',
     default: 'false',
-    description: 'Let fetches of user-supplied URLs (client metadata documents) reach private and loopback addresses',
+    description:
+      'Let outbound fetches (upstream MCP servers, client metadata documents) reach private and loopback addresses; link-local and cloud metadata addresses stay refused',
     parse: parseBoolean,
+  },
+  {
+    name: 'GATEHOUSE_OUTBOUND_ALLOW_HOSTS',
+    field: 'outboundAllowHosts',
+    default: undefined,
+    description:
+      'Host names (`mcp.internal`, `*.corp.example`), addresses and CIDRs (`10.1.0.0/16`) that outbound fetches may reach at private addresses, comma-separated, without opening every private range',
+    parse: (raw) => {
+      try {
+        return parseAllowHosts(raw)
+      } catch (error) {
+        throw new BadValue((error as Error).message)
+      }
+    },
   },
   {
     name: 'GATEHOUSE_OUTBOUND_CA_FILE',
@@ -276,6 +330,14 @@ export const VARIABLES: Variable<keyof Config>[] = [
     description:
       'Answer plain `tools/call` requests without building a per-request SDK server (same bytes, a fraction of the cost)',
     parse: parseBoolean,
+  },
+  {
+    name: 'GATEHOUSE_ALLOWED_ORIGINS',
+    field: 'allowedOrigins',
+    default: undefined,
+    description:
+      "Browser origins allowed to call `/mcp` (CORS), comma-separated, besides the public URL's own (a loopback public URL allows every loopback origin)",
+    parse: parseOrigins,
   },
 ]
 
@@ -305,6 +367,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     publicUrl: (config.publicUrl as string | undefined) ?? `http://localhost:${port}`,
     databaseUrl: (config.databaseUrl as string | undefined) ?? `sqlite:${join(dataDir, 'gatehouse.db')}`,
     encryptionKeys: (config.encryptionKeys as EncryptionKeySpec[] | undefined) ?? [],
+    allowedOrigins: (config.allowedOrigins as string[] | undefined) ?? [],
+    outboundAllowHosts: (config.outboundAllowHosts as string[] | undefined) ?? [],
   }
 }
 

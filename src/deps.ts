@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely'
 import type { Config } from './config.ts'
 import type { Database, Dialect } from './db/schema.ts'
+import type { OutboundFetch } from './http/outbound.ts'
 import type { Logger } from './ops/logger.ts'
 import type { HttpMetrics } from './ops/metrics.ts'
 import type { Keyring } from './secrets/keyring.ts'
@@ -13,4 +14,9 @@ export interface AppDeps {
   logger: Logger
   metrics: HttpMetrics
   keyring: Keyring
+  /**
+   * The `fetch` for every URL a user, client or admin supplied (upstreams, discovery, client
+   * metadata documents): the outbound guard of `src/http/outbound.ts`. Never the global fetch.
+   */
+  outboundFetch: OutboundFetch
 }

@@ -6,6 +6,7 @@ import { countUsers } from './users/user.repository.ts'
 import type { AppDeps } from './deps.ts'
 import { bodyTooLarge, readChunkedBodyWithin } from './http/body-limit.ts'
 import { jsonError } from './http/errors.ts'
+import { createOutboundFetch, outboundPolicyOf } from './http/outbound.ts'
 import type { Logger } from './ops/logger.ts'
 import { startMaintenance } from './ops/maintenance.ts'
 import { HttpMetrics } from './ops/metrics.ts'
@@ -43,7 +44,16 @@ export async function prepare(config: Config, logger: Logger): Promise<AppDeps &
     const applied = await migrateToLatest(store.db, store.dialect)
     if (applied.length > 0) logger.info('applied migrations', { migrations: applied })
     await verifyStoredSecrets(store.db, keyring)
-    return { store, db: store.db, dialect: store.dialect, config, logger, keyring, metrics: new HttpMetrics() }
+    return {
+      store,
+      db: store.db,
+      dialect: store.dialect,
+      config,
+      logger,
+      keyring,
+      metrics: new HttpMetrics(),
+      outboundFetch: createOutboundFetch(outboundPolicyOf(config)),
+    }
   } catch (error) {
     await store.db.destroy()
     throw error

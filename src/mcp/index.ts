@@ -1,18 +1,23 @@
 import { Elysia } from 'elysia'
 import type { AppDeps } from '../deps.ts'
+import { answerPreflight, withCors } from '../http/cors.ts'
 import { CORS_HEADERS, preflight } from '../oauth/http.ts'
+import { mcpOriginPolicy } from './origin.ts'
 import { protectedResourceMetadata } from './protected-resource.ts'
 
 /**
  * `/mcp`, the user's MCP endpoint (Streamable HTTP), and its RFC 9728 metadata. The MCP SDK and the
  * tools' compiled schemas take about a third of a cold start, so they load in the background right
- * after start-up (a request that arrives first waits for them) and never delay `/healthz`.
+ * after start-up (a request that arrives first waits for them) and never delay `/healthz`. Every
+ * answer of `/mcp` carries CORS headers for an allowed browser origin, the 401 challenge included,
+ * so a browser client can read `WWW-Authenticate`; the metadata is readable from any origin.
  */
 export const mcpModule = (deps: AppDeps) => {
   let handler: Promise<(request: Request) => Promise<Response>> | undefined
   const load = () => (handler ??= import('./handler.ts').then((module) => module.createMcpRequestHandler(deps)))
   setTimeout(load, 0)
-  const handle = async (request: Request) => (await load())(request)
+  const allowsOrigin = mcpOriginPolicy(deps.config)
+  const handle = async (request: Request) => withCors(request, await (await load())(request), allowsOrigin)
   const metadata = protectedResourceMetadata(deps.config)
   const serveMetadata = () =>
     Response.json(metadata, { headers: { ...CORS_HEADERS, 'cache-control': 'public, max-age=300' } })
@@ -26,6 +31,7 @@ export const mcpModule = (deps: AppDeps) => {
     })
     .options('/.well-known/oauth-protected-resource/mcp', preflight, { detail: { hide: true } })
     .options('/.well-known/oauth-protected-resource', preflight, { detail: { hide: true } })
+    .options('/mcp', ({ request }) => answerPreflight(request, allowsOrigin), { detail: { hide: true } })
     .post('/mcp', ({ request }) => handle(request), {
       parse: 'none',
       detail: { summary: 'MCP endpoint (Streamable HTTP, JSON-RPC)' },

@@ -10,12 +10,16 @@ export function protectedResourceMetadataUrl(config: Config): string {
   return `${origin}/.well-known/oauth-protected-resource${pathname}`
 }
 
-/** RFC 9728 protected resource metadata for `/mcp`. */
+/**
+ * RFC 9728 protected resource metadata for `/mcp`. `scopes_supported` (§2) lists the scopes this
+ * resource understands; `offline_access` is the authorization server's (a refresh token), so it
+ * is in the RFC 8414 metadata only.
+ */
 export function protectedResourceMetadata(config: Config) {
   return {
     resource: resourcesOf(config.publicUrl).mcp,
     authorization_servers: [config.publicUrl],
-    scopes_supported: ['mcp', 'mcp:admin', 'offline_access'],
+    scopes_supported: ['mcp', 'mcp:admin'],
     bearer_methods_supported: ['header'],
     resource_name: 'Gatehouse MCP',
   }

@@ -6,9 +6,8 @@ import { generateToken, hashToken } from '../auth/token.ts'
 import type { Config } from '../config.ts'
 import { nowSeconds } from '../db/index.ts'
 import type { Database, OAuthClientRow, UserRow } from '../db/schema.ts'
-import { findDefaultOrganization } from '../orgs/org.repository.ts'
-import { findClientById, upsertMetadataDocumentClient } from './client.repository.ts'
-import { metadataToRow, redirectUrisOf, scopeLimitOf } from './client.service.ts'
+import { findClientById } from './client.repository.ts'
+import { redirectUrisOf, scopeLimitOf } from './client.service.ts'
 import { OAuthError } from './errors.ts'
 import { findConsent, insertAuthorizationCode, upsertConsent } from './grant.repository.ts'
 import { isMetadataDocumentClientId, type MetadataDocumentResolver } from './metadata-document.ts'
@@ -63,26 +62,19 @@ export interface AuthorizeRequest {
 
 type Params = Record<string, string | undefined>
 
-/** Finds a registered client, or fetches and records one named by its metadata document URL. */
+/**
+ * Finds a registered client, or one named by its metadata document URL (fetched, checked and
+ * stored by the resolver). A refused document is a page: its redirect URIs are not trusted.
+ */
 async function resolveClient(deps: AuthorizeDeps, clientId: string): Promise<OAuthClientRow | undefined> {
   if (!isMetadataDocumentClientId(clientId)) return findClientById(deps.db, clientId)
-  let metadata
   try {
-    metadata = await deps.metadataDocuments.resolve(clientId)
+    return await deps.metadataDocuments.resolveClient(clientId)
   } catch (error) {
-    if (error instanceof OAuthError) throw new AuthorizePageError(400, error.description)
+    if (error instanceof OAuthError)
+      throw new AuthorizePageError(error.status === 403 || error.status === 429 ? error.status : 400, error.description)
     throw error
   }
-  const organization = await findDefaultOrganization(deps.db)
-  const row = metadataToRow(metadata, {
-    id: clientId,
-    organizationId: organization.id,
-    kind: 'metadata_document',
-    createdBy: null,
-    now: nowSeconds(),
-  })
-  await upsertMetadataDocumentClient(deps.db, row)
-  return (await findClientById(deps.db, clientId)) ?? row
 }
 
 /**

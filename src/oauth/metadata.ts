@@ -9,8 +9,12 @@ export function metadataPaths(publicUrl: string): string[] {
   return issuerPath ? [root, `${root}${issuerPath}`] : [root]
 }
 
-/** RFC 8414 authorization server metadata. The issuer is the public URL, byte for byte. */
-export function authorizationServerMetadata(config: Config) {
+/**
+ * RFC 8414 authorization server metadata. The issuer is the public URL, byte for byte.
+ * `metadataDocuments` follows the dynamic registration switch, which covers client ID metadata
+ * documents as well, so clients are not told to use what the server will refuse.
+ */
+export function authorizationServerMetadata(config: Config, { metadataDocuments = true } = {}) {
   const issuer = config.publicUrl
   return {
     issuer,
@@ -27,7 +31,7 @@ export function authorizationServerMetadata(config: Config) {
     token_endpoint_auth_methods_supported: SUPPORTED_AUTH_METHODS,
     revocation_endpoint_auth_methods_supported: SUPPORTED_AUTH_METHODS,
     introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
-    client_id_metadata_document_supported: true,
+    client_id_metadata_document_supported: metadataDocuments,
     authorization_response_iss_parameter_supported: true,
   }
 }

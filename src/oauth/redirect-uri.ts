@@ -1,3 +1,5 @@
+import { isLoopbackHostname } from '../http/loopback.ts'
+
 /**
  * Redirect URI rules (OAuth 2.1 §2.3.1/§7.5.3, RFC 8252 §7). A registered URI must be absolute,
  * without a fragment, and not a scheme that runs code in the browser. https is always fine;
@@ -5,7 +7,6 @@
  * `com.example.app:/cb`) only for public clients, which have no secret to protect anyway.
  */
 const FORBIDDEN_SCHEMES = new Set(['javascript:', 'data:', 'vbscript:', 'file:', 'blob:', 'about:'])
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost'])
 
 export type RedirectUriProblem = string
 
@@ -18,7 +19,7 @@ function parse(uri: string): URL | undefined {
 }
 
 export function isLoopbackRedirect(url: URL): boolean {
-  return url.protocol === 'http:' && LOOPBACK_HOSTS.has(url.hostname)
+  return url.protocol === 'http:' && isLoopbackHostname(url.hostname)
 }
 
 /** Why a redirect URI may not be registered, or undefined when it may. */

@@ -10,26 +10,49 @@ export function resourcesOf(publicUrl: string) {
   }
 }
 
+/** A per-server endpoint's slug, as the gateway names upstreams (lowercase `[a-z0-9-]`, ≤ 32). */
+const SERVER_SLUG = /^[a-z0-9-]{1,32}$/
+
+/** A path segment that is `.` or `..`, written plainly or percent-encoded (RFC 3986 §5.2.4). */
+const DOT_SEGMENT = /(^|\/)(\.|%2e){1,2}(\/|$)/i
+
+function invalidTarget(description: string): OAuthError {
+  return new OAuthError('invalid_target', description)
+}
+
 /**
- * The audience a `resource` parameter names, or the MCP endpoint when there is none.
- * RFC 8707 §2: an absolute URI without a fragment. It must be one of ours: the MCP endpoint (or a
- * per-server endpoint below it) or the API. A trailing slash is tolerated, as clients differ.
+ * The canonical form of a `resource` (RFC 8707 §2: an absolute URI, no fragment), so that
+ * spellings of one URI name one audience: WHATWG URL parsing lower-cases the scheme and host and
+ * drops a default port; a trailing slash is dropped, as clients differ. A query, a fragment or a
+ * dot segment makes it `invalid_target` rather than something to normalise away: a resource
+ * naming `/mcp/servers/../../api` is not asking for the API by accident.
  */
-export function resolveResource(publicUrl: string, resource: string | undefined | null): string {
-  const known = resourcesOf(publicUrl)
-  if (resource === undefined || resource === null || resource === '') return known.mcp
+export function canonicalizeResource(resource: string): string {
   let url: URL
   try {
     url = new URL(resource)
   } catch {
-    throw new OAuthError('invalid_target', 'resource must be an absolute URI')
+    throw invalidTarget('resource must be an absolute URI')
   }
-  if (url.hash) throw new OAuthError('invalid_target', 'resource must not contain a fragment')
-  const normalized = resource.replace(/\/+$/, '')
-  if (normalized === known.mcp || normalized === known.api) return normalized
-  if (normalized.startsWith(`${known.mcp}/servers/`) && !url.search) return normalized
-  throw new OAuthError(
-    'invalid_target',
-    `resource ${JSON.stringify(resource.slice(0, 200))} is not served by this authorization server`,
-  )
+  // URL parsing would quietly drop whitespace and read `\` as `/`; neither belongs in a URI.
+  if (/[\s\\\x00-\x1f\x7f]/.test(resource)) throw invalidTarget('resource must be an absolute URI')
+  if (resource.includes('#')) throw invalidTarget('resource must not contain a fragment')
+  if (resource.includes('?')) throw invalidTarget('resource must not contain a query')
+  if (DOT_SEGMENT.test(resource)) throw invalidTarget('resource must not contain . or .. path segments')
+  return url.href.replace(/\/+$/, '')
+}
+
+/**
+ * The audience a `resource` parameter names, or the MCP endpoint when there is none. After
+ * canonicalisation it must be exactly one of ours: the MCP endpoint, the API, or a per-server
+ * endpoint `<public url>/mcp/servers/<slug>`.
+ */
+export function resolveResource(publicUrl: string, resource: string | undefined | null): string {
+  const known = resourcesOf(publicUrl)
+  if (resource === undefined || resource === null || resource === '') return known.mcp
+  const canonical = canonicalizeResource(resource)
+  if (canonical === known.mcp || canonical === known.api) return canonical
+  const serverPrefix = `${known.mcp}/servers/`
+  if (canonical.startsWith(serverPrefix) && SERVER_SLUG.test(canonical.slice(serverPrefix.length))) return canonical
+  throw invalidTarget(`resource ${JSON.stringify(resource.slice(0, 200))} is not served by this authorization server`)
 }

@@ -1,3 +1,4 @@
+import { isLoopbackHostname } from '../http/loopback.ts'
 import { escapeHtml, hiddenFields, renderPage } from './html.ts'
 
 export interface ConsentView {
@@ -17,7 +18,7 @@ export interface ConsentView {
 function describeRedirect(redirectUri: string): { host: string; warning?: string } {
   const url = new URL(redirectUri)
   if (url.protocol === 'http:' || url.protocol === 'https:') {
-    if (['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname))
+    if (isLoopbackHostname(url.hostname))
       return {
         host: url.host,
         warning:

@@ -2,7 +2,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { isPrivateAddress } from '../../src/http/outbound.ts'
+import { createOutboundFetch } from '../../src/http/outbound.ts'
+import { MetadataDocumentResolver } from '../../src/oauth/metadata-document.ts'
 import { bootstrapOwner, setup, type TestContext } from '../setup.ts'
 import { authorizeWithBearer, createPkce, REDIRECT_URI } from './helpers.ts'
 import { authorizeParams, exchangeCode, getAuthorize } from './support-flow.ts'
@@ -15,7 +16,7 @@ import { authorizeParams, exchangeCode, getAuthorize } from './support-flow.ts'
 let certDir: string
 let certPath: string
 let server: ReturnType<typeof Bun.serve>
-const routes = new Map<string, () => Response>()
+const routes = new Map<string, () => Response | Promise<Response>>()
 const hits = new Map<string, number>()
 let nextPath = 0
 
@@ -69,7 +70,7 @@ function documentUrl(host = '127.0.0.1') {
   return {
     path,
     url: `https://${host}:${server.port}${path}`,
-    serve(answer: () => Response) {
+    serve(answer: () => Response | Promise<Response>) {
       routes.set(path, answer)
     },
     hits: () => hits.get(path) ?? 0,
@@ -186,13 +187,103 @@ describe('client ID metadata documents', () => {
     expect(page).toContain('not JSON')
   })
 
-  it('does not cache a failure: once the document is fixed, the next try works', async () => {
+  it('remembers a failure for a while instead of fetching the document again on every request', async () => {
     const doc = documentUrl()
     await expectErrorPage(await getAuthorize(ctx, authorizeParams(doc.url, createPkce()), bearer()))
     doc.serve(() => Response.json(clientDocument(doc.url)))
+    const page = await expectErrorPage(await getAuthorize(ctx, authorizeParams(doc.url, createPkce()), bearer()))
+    expect(page).toContain('answered 404')
+    expect(doc.hits()).toBe(1)
+  })
+
+  it('fetches a no-store document every time and reuses a max-age one', async () => {
+    const fresh = documentUrl()
+    fresh.serve(() => Response.json(clientDocument(fresh.url), { headers: { 'cache-control': 'no-store' } }))
+    const cached = documentUrl()
+    cached.serve(() => Response.json(clientDocument(cached.url), { headers: { 'cache-control': 'max-age=600' } }))
+    for (let i = 0; i < 2; i++)
+      for (const doc of [fresh, cached])
+        expect((await getAuthorize(ctx, authorizeParams(doc.url, createPkce()), bearer())).status).toBe(200)
+    expect(fresh.hits()).toBe(2)
+    expect(cached.hits()).toBe(1)
+  })
+
+  it('asks for consent again for a redirect URI the document dropped and later listed again', async () => {
+    const doc = documentUrl()
+    const other = 'http://127.0.0.1:8765/other-callback'
+    let redirectUris = [REDIRECT_URI]
+    doc.serve(() =>
+      Response.json(clientDocument(doc.url, { redirect_uris: redirectUris }), {
+        headers: { 'cache-control': 'no-store' },
+      }),
+    )
+    const consents = async () =>
+      (await ctx.db.selectFrom('oauth_consents').select('redirect_uri').where('client_id', '=', doc.url).execute()).map(
+        (consent) => consent.redirect_uri,
+      )
+    await authorizeWithBearer(ctx, owner.token, authorizeParams(doc.url, createPkce()))
+    expect(await consents()).toEqual([REDIRECT_URI])
+
+    redirectUris = [other]
+    const dropped = await expectErrorPage(await getAuthorize(ctx, authorizeParams(doc.url, createPkce()), bearer()))
+    expect(dropped).toContain('does not match any redirect URI registered')
+    const row = await ctx.db
+      .selectFrom('oauth_clients')
+      .select('redirect_uris')
+      .where('id', '=', doc.url)
+      .executeTakeFirst()
+    expect(JSON.parse(row!.redirect_uris)).toEqual([other])
+    expect(await consents()).toEqual([])
+
+    redirectUris = [REDIRECT_URI, other]
+    const again = await getAuthorize(ctx, authorizeParams(doc.url, createPkce()), bearer())
+    expect(again.status).toBe(200)
+    expect(await again.text()).toContain('Document Client')
+  })
+
+  it('accepts a document that prefers an auth method Gatehouse lacks as a public client', async () => {
+    const doc = documentUrl()
+    doc.serve(() => Response.json(clientDocument(doc.url, { token_endpoint_auth_method: 'private_key_jwt' })))
+    const pkce = createPkce()
+    const location = await authorizeWithBearer(ctx, owner.token, authorizeParams(doc.url, pkce))
+    const tokens = await exchangeCode(ctx, {
+      clientId: doc.url,
+      code: location.searchParams.get('code')!,
+      verifier: pkce.verifier,
+    })
+    expect(tokens.status).toBe(200)
+    const row = await ctx.db
+      .selectFrom('oauth_clients')
+      .select('token_endpoint_auth_method')
+      .where('id', '=', doc.url)
+      .executeTakeFirst()
+    expect(row?.token_endpoint_auth_method).toBe('none')
+  })
+
+  it('refuses a document that asks for a shared secret', async () => {
+    const doc = documentUrl()
+    doc.serve(() => Response.json(clientDocument(doc.url, { token_endpoint_auth_method: 'client_secret_basic' })))
+    const page = await expectErrorPage(await getAuthorize(ctx, authorizeParams(doc.url, createPkce()), bearer()))
+    expect(page).toContain('cannot use a shared secret')
+  })
+
+  it('follows the dynamic registration switch, in the metadata too', async () => {
+    const doc = documentUrl()
+    doc.serve(() => Response.json(clientDocument(doc.url)))
+    const settings = ctx.api(owner.token).api.v1.settings.oauth
+    const advertised = async () =>
+      (await (await ctx.app.handle(new Request('http://localhost/.well-known/oauth-authorization-server'))).json())
+        .client_id_metadata_document_supported
+    await settings.put({ dynamic_registration: false })
     const response = await getAuthorize(ctx, authorizeParams(doc.url, createPkce()), bearer())
-    expect(response.status).toBe(200)
-    expect(await response.text()).toContain('Document Client')
+    expect(response.status).toBe(403)
+    expect(await response.text()).toContain('dynamic client registration is turned off')
+    expect(doc.hits()).toBe(0)
+    expect(await advertised()).toBe(false)
+
+    await settings.put({ dynamic_registration: true })
+    expect((await getAuthorize(ctx, authorizeParams(doc.url, createPkce()), bearer())).status).toBe(200)
+    expect(await advertised()).toBe(true)
   })
 
   it('does not treat an http:// client_id as a document URL', async () => {
@@ -215,19 +306,21 @@ describe('client ID metadata documents under the default outbound policy', () =>
     await ctx.close()
   })
 
-  it('refuses a document on 127.0.0.1 with a page that names a private or loopback address', async () => {
+  it('refuses a document on 127.0.0.1 with a page that says the address is not allowed', async () => {
     const doc = documentUrl()
     doc.serve(() => Response.json(clientDocument(doc.url)))
     const page = await expectErrorPage(await getAuthorize(ctx, authorizeParams(doc.url, createPkce())))
-    expect(page).toContain('private or loopback address')
+    expect(page).toContain('127.0.0.1 is not an allowed destination')
     expect(doc.hits()).toBe(0)
   })
 
-  it('refuses a document on localhost with a page that names a private or loopback address', async () => {
+  it('refuses a document on localhost without saying what localhost resolves to', async () => {
     const doc = documentUrl('localhost')
     doc.serve(() => Response.json(clientDocument(doc.url)))
     const page = await expectErrorPage(await getAuthorize(ctx, authorizeParams(doc.url, createPkce())))
-    expect(page).toContain('private or loopback address')
+    expect(page).toContain('localhost is not an allowed destination')
+    expect(page).not.toContain('127.0.0.1')
+    expect(page).not.toContain('::1')
     expect(doc.hits()).toBe(0)
   })
 
@@ -238,37 +331,108 @@ describe('client ID metadata documents under the default outbound policy', () =>
     // The loopback server must never have been asked for the document.
     expect(doc.hits()).toBe(0)
     const page = await expectErrorPage(response)
-    expect(page).toContain('private or loopback address')
+    expect(page).toContain('is not an allowed destination')
   })
 })
 
-describe('isPrivateAddress', () => {
-  for (const address of [
-    '127.0.0.1',
-    '10.1.2.3',
-    '172.16.0.1',
-    '192.168.1.1',
-    '169.254.169.254',
-    '100.64.0.1',
-    '::1',
-    'fc00::1',
-    'fe80::1',
-    '::ffff:127.0.0.1',
-  ])
-    it(`treats ${address} as private`, () => {
-      expect(isPrivateAddress(address)).toBe(true)
-    })
-
-  it('treats the hex form of an IPv4-mapped loopback address (::ffff:7f00:1, as URLs write it) as private', () => {
-    expect(isPrivateAddress('::ffff:7f00:1')).toBe(true)
+describe('client ID metadata documents from many new URLs', () => {
+  let ctx: TestContext
+  let owner: { id: string; token: string }
+  beforeEach(async () => {
+    ctx = await setup({ outboundAllowPrivate: true, outboundCaFile: certPath, registrationRateLimit: 2 })
+    owner = await bootstrapOwner(ctx)
+  })
+  afterEach(async () => {
+    await ctx.close()
   })
 
-  it('treats the hex form of an IPv4-mapped metadata address (::ffff:a9fe:a9fe) as private', () => {
-    expect(isPrivateAddress('::ffff:a9fe:a9fe')).toBe(true)
+  it('fetches only so many documents it has not seen before per client address, and keeps serving known ones', async () => {
+    const bearer = { authorization: `Bearer ${owner.token}` }
+    const docs = [documentUrl(), documentUrl(), documentUrl()]
+    for (const doc of docs)
+      doc.serve(() => Response.json(clientDocument(doc.url), { headers: { 'cache-control': 'no-store' } }))
+    for (const doc of docs.slice(0, 2))
+      expect((await getAuthorize(ctx, authorizeParams(doc.url, createPkce()), bearer)).status).toBe(200)
+    const response = await getAuthorize(ctx, authorizeParams(docs[2].url, createPkce()), bearer)
+    expect(response.status).toBe(429)
+    expect(await response.text()).toContain('too many new client metadata documents')
+    expect(docs[2].hits()).toBe(0)
+    // A document already stored is fetched again (no-store) without counting as new.
+    expect((await getAuthorize(ctx, authorizeParams(docs[0].url, createPkce()), bearer)).status).toBe(200)
+    expect(docs[0].hits()).toBe(2)
+  })
+})
+
+describe('the metadata document cache over time', () => {
+  let ctx: TestContext
+  let clock: number
+  let resolver: MetadataDocumentResolver
+  beforeEach(async () => {
+    ctx = await setup()
+    clock = Date.now()
+    resolver = new MetadataDocumentResolver({
+      db: ctx.db,
+      fetch: createOutboundFetch({ allowPrivate: true, caFile: certPath }),
+      newDocumentsPerHour: 100,
+      now: () => clock,
+    })
+  })
+  afterEach(async () => {
+    await ctx.close()
   })
 
-  for (const address of ['8.8.8.8', '2606:4700::1111'])
-    it(`treats ${address} as public`, () => {
-      expect(isPrivateAddress(address)).toBe(false)
+  it('keeps a max-age document until its age runs out, capped at a day', async () => {
+    const doc = documentUrl()
+    doc.serve(() => Response.json(clientDocument(doc.url), { headers: { 'cache-control': 'public, max-age=600' } }))
+    await resolver.resolveClient(doc.url)
+    clock += 599_000
+    await resolver.resolveClient(doc.url)
+    expect(doc.hits()).toBe(1)
+    clock += 2_000
+    await resolver.resolveClient(doc.url)
+    expect(doc.hits()).toBe(2)
+
+    const long = documentUrl()
+    long.serve(() => Response.json(clientDocument(long.url), { headers: { 'cache-control': 'max-age=31536000' } }))
+    await resolver.resolveClient(long.url)
+    clock += 86_401_000
+    await resolver.resolveClient(long.url)
+    expect(long.hits()).toBe(2)
+  })
+
+  it('keeps a document without Cache-Control for five minutes', async () => {
+    const doc = documentUrl()
+    doc.serve(() => Response.json(clientDocument(doc.url)))
+    await resolver.resolveClient(doc.url)
+    clock += 299_000
+    await resolver.resolveClient(doc.url)
+    expect(doc.hits()).toBe(1)
+    clock += 2_000
+    await resolver.resolveClient(doc.url)
+    expect(doc.hits()).toBe(2)
+  })
+
+  it('tries a failed document again after a minute', async () => {
+    const doc = documentUrl()
+    await expect(resolver.resolveClient(doc.url)).rejects.toThrow('answered 404')
+    doc.serve(() => Response.json(clientDocument(doc.url)))
+    clock += 59_000
+    await expect(resolver.resolveClient(doc.url)).rejects.toThrow('answered 404')
+    expect(doc.hits()).toBe(1)
+    clock += 2_000
+    expect((await resolver.resolveClient(doc.url)).name).toBe('Document Client')
+    expect(doc.hits()).toBe(2)
+  })
+
+  it('fetches a document once for requests that arrive together', async () => {
+    const doc = documentUrl()
+    // A slow answer, so the three requests are all waiting while the one fetch is under way.
+    doc.serve(async () => {
+      await Bun.sleep(300)
+      return Response.json(clientDocument(doc.url), { headers: { 'cache-control': 'no-store' } })
     })
+    const rows = await Promise.all([1, 2, 3].map(() => resolver.resolveClient(doc.url)))
+    expect(rows.map((row) => row.id)).toEqual([doc.url, doc.url, doc.url])
+    expect(doc.hits()).toBe(1)
+  })
 })

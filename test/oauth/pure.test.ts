@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'bun:test'
 import { isValidCodeVerifier, verifyS256Challenge } from '../../src/oauth/pkce.ts'
 import { checkRedirectUri, redirectUriMatches } from '../../src/oauth/redirect-uri.ts'
+import { OAuthError } from '../../src/oauth/errors.ts'
+import { resolveResource } from '../../src/oauth/resource.ts'
 import { narrowScopes, parseScope } from '../../src/oauth/scope.ts'
 
 describe('PKCE S256', () => {
@@ -74,5 +76,69 @@ describe('scope narrowing', () => {
     expect(narrowScopes(parseScope('mcp mcp:admin'), { role: 'member' })).toEqual(['mcp'])
     expect(narrowScopes(parseScope('mcp mcp:admin'), { role: 'admin' })).toEqual(['mcp', 'mcp:admin'])
     expect(narrowScopes(parseScope('mcp api'), { role: 'owner', clientScopes: ['mcp'] })).toEqual(['mcp'])
+  })
+})
+
+describe('resource resolution (RFC 8707)', () => {
+  const PUBLIC_URL = 'http://127.0.0.1:4100'
+
+  /** The OAuth error code resolving `resource` throws, or 'accepted'. */
+  function outcomeOf(resource: string, publicUrl = PUBLIC_URL): string {
+    try {
+      resolveResource(publicUrl, resource)
+      return 'accepted'
+    } catch (error) {
+      if (!(error instanceof OAuthError)) throw error
+      return error.error
+    }
+  }
+
+  it('names /mcp however the scheme, host, default port and trailing slash are written', () => {
+    expect(resolveResource(PUBLIC_URL, 'HTTP://127.0.0.1:4100/mcp')).toBe(`${PUBLIC_URL}/mcp`)
+    expect(resolveResource(PUBLIC_URL, 'http://127.0.0.1:4100/mcp/')).toBe(`${PUBLIC_URL}/mcp`)
+    expect(resolveResource('https://gate.example.com', 'HTTPS://Gate.Example.COM:443/mcp')).toBe(
+      'https://gate.example.com/mcp',
+    )
+    expect(resolveResource('http://localhost', 'http://LOCALHOST:80/api/')).toBe('http://localhost/api')
+  })
+
+  it('defaults to /mcp when no resource is given', () => {
+    expect(resolveResource(PUBLIC_URL, undefined)).toBe(`${PUBLIC_URL}/mcp`)
+    expect(resolveResource(PUBLIC_URL, '')).toBe(`${PUBLIC_URL}/mcp`)
+  })
+
+  it('accepts a per-server endpoint whose slug is lowercase letters, digits and dashes', () => {
+    expect(resolveResource(PUBLIC_URL, 'HTTP://127.0.0.1:4100/mcp/servers/git-hub2/')).toBe(
+      `${PUBLIC_URL}/mcp/servers/git-hub2`,
+    )
+    expect(resolveResource('https://example.com/gh', 'https://example.com/gh/mcp/servers/linear')).toBe(
+      'https://example.com/gh/mcp/servers/linear',
+    )
+  })
+
+  it('refuses dot segments, even when they would land on a resource of ours', () => {
+    expect(outcomeOf(`${PUBLIC_URL}/mcp/servers/../../api`)).toBe('invalid_target')
+    expect(outcomeOf(`${PUBLIC_URL}/mcp/servers/%2e%2e/%2E%2E/api`)).toBe('invalid_target')
+    expect(outcomeOf(`${PUBLIC_URL}/mcp/./`)).toBe('invalid_target')
+    expect(outcomeOf(`${PUBLIC_URL}/mcp/servers\\..\\..\\api`)).toBe('invalid_target')
+  })
+
+  it('refuses a slug that is not [a-z0-9-]{1,32}, or a path below it', () => {
+    for (const slug of ['GitHub', 'git_hub', 'a'.repeat(33), '', 'github/tools', '%67ithub', 'git hub'])
+      expect(outcomeOf(`${PUBLIC_URL}/mcp/servers/${slug}`), slug).toBe('invalid_target')
+  })
+
+  it('refuses a query, a fragment, a relative URI and another origin', () => {
+    expect(outcomeOf(`${PUBLIC_URL}/mcp?x=1`)).toBe('invalid_target')
+    expect(outcomeOf(`${PUBLIC_URL}/mcp/servers/github?x=1`)).toBe('invalid_target')
+    expect(outcomeOf(`${PUBLIC_URL}/mcp#top`)).toBe('invalid_target')
+    expect(outcomeOf('/mcp')).toBe('invalid_target')
+    expect(outcomeOf('http://127.0.0.1:4101/mcp')).toBe('invalid_target')
+    expect(outcomeOf('https://127.0.0.1:4100/mcp')).toBe('invalid_target')
+    expect(outcomeOf('http://user@127.0.0.1:4100/mcp')).toBe('invalid_target')
+  })
+
+  it('keeps the path case-sensitive', () => {
+    expect(outcomeOf(`${PUBLIC_URL}/MCP`)).toBe('invalid_target')
   })
 })

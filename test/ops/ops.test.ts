@@ -3,6 +3,7 @@ import { createApp } from '../../src/app.ts'
 import { testConfig } from '../../src/config.ts'
 import { openDatabase } from '../../src/db/index.ts'
 import { loadMigrationSources } from '../../src/db/migrate.ts'
+import { createOutboundFetch } from '../../src/http/outbound.ts'
 import { createLogger, silentLogger } from '../../src/ops/logger.ts'
 import { HttpMetrics } from '../../src/ops/metrics.ts'
 import { Keyring } from '../../src/secrets/keyring.ts'
@@ -20,6 +21,7 @@ describe('readiness before migrations', () => {
         logger: silentLogger,
         metrics: new HttpMetrics(),
         keyring: await Keyring.create([TEST_KEY]),
+        outboundFetch: createOutboundFetch({ allowPrivate: false }),
       })
       const response = await app.handle(new Request('http://localhost/readyz'))
       expect(response.status).toBe(503)
