@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { Kysely, PostgresDialect, type Dialect as KyselyDialect } from 'kysely'
+import { CompiledQuery, Kysely, PostgresDialect, type Dialect as KyselyDialect } from 'kysely'
 import type { Database, Dialect } from './schema.ts'
 
 export interface Store {
@@ -58,7 +58,7 @@ async function createSqliteDialect(url: string): Promise<KyselyDialect> {
     // kysely-bun-sqlite prepares every statement afresh; `query()` caches prepared statements by
     // SQL text, which removes a sixth of the time of a token exchange.
     const cached = { prepare: (text: string) => database.query(text), close: () => database.close() }
-    return new BunSqliteDialect({ database: cached as unknown as typeof database })
+    return withImmediateTransactions(new BunSqliteDialect({ database: cached as unknown as typeof database }))
   }
   const [{ DatabaseSync }, { NodeSqliteDialect }] = await Promise.all([
     import('node:sqlite'),
@@ -67,6 +67,24 @@ async function createSqliteDialect(url: string): Promise<KyselyDialect> {
   const database = new DatabaseSync(path)
   for (const pragma of SQLITE_PRAGMAS) database.exec(pragma)
   return new NodeSqliteDialect(database)
+}
+
+/**
+ * kysely-bun-sqlite begins transactions with a plain (deferred) `BEGIN`, which takes the write
+ * lock only at the first write: a read-then-write transaction racing another process then fails
+ * with SQLITE_BUSY at once, as busy_timeout does not cover a lock upgrade. `BEGIN IMMEDIATE`
+ * takes the lock up front and waits for it, as the node:sqlite dialect already does.
+ */
+function withImmediateTransactions(dialect: KyselyDialect): KyselyDialect {
+  const createDriver = dialect.createDriver.bind(dialect)
+  dialect.createDriver = () => {
+    const driver = createDriver()
+    driver.beginTransaction = async (connection) => {
+      await connection.executeQuery(CompiledQuery.raw('begin immediate'))
+    }
+    return driver
+  }
+  return dialect
 }
 
 export function nowSeconds(): number {

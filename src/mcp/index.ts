@@ -14,8 +14,15 @@ import { protectedResourceMetadata } from './protected-resource.ts'
  */
 export const mcpModule = (deps: AppDeps) => {
   let handler: Promise<(request: Request) => Promise<Response>> | undefined
-  const load = () => (handler ??= import('./handler.ts').then((module) => module.createMcpRequestHandler(deps)))
-  setTimeout(load, 0)
+  // A failed load is forgotten, so the next request tries again instead of failing for good.
+  const load = () =>
+    (handler ??= import('./handler.ts')
+      .then((module) => module.createMcpRequestHandler(deps))
+      .catch((error) => {
+        handler = undefined
+        throw error
+      }))
+  setTimeout(() => load().catch((error) => deps.logger.error('could not load the MCP endpoint', { error })), 0)
   const allowsOrigin = mcpOriginPolicy(deps.config)
   const handle = async (request: Request) => withCors(request, await (await load())(request), allowsOrigin)
   const metadata = protectedResourceMetadata(deps.config)

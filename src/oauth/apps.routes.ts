@@ -107,7 +107,8 @@ export const appsModule = (deps: AppDeps) =>
           logo_uri: body.logo_uri === undefined ? app.logo_uri : body.logo_uri,
         })
         const updated = await updateClient(deps.db, app.id, { ...metadataColumns(metadata), updated_at: nowSeconds() })
-        return rowToApp(updated!)
+        if (!updated) throw new ApiError(404, 'OAuth app not found')
+        return rowToApp(updated)
       },
       {
         auth: true,

@@ -1,4 +1,5 @@
 import type { Kysely, Transaction } from 'kysely'
+import { formatScope, parseScope } from './scope.ts'
 import { principalCache } from '../auth/principal-cache.ts'
 import type {
   Database,
@@ -185,7 +186,10 @@ export interface GrantSummaryRow {
   last_token_at: number | null
 }
 
-/** Live grants (not revoked, with at least one live token), grouped by client and user. */
+/**
+ * Live grants (not revoked, with at least one live token), one summary per client and user: the
+ * union of the scopes of that pair's grants, the first grant's time and the latest one's.
+ */
 export async function listLiveGrants(
   db: Db,
   filter: { userId?: string; clientId?: string },
@@ -195,14 +199,13 @@ export async function listLiveGrants(
     .selectFrom('oauth_grants')
     .innerJoin('oauth_clients', 'oauth_clients.id', 'oauth_grants.client_id')
     .innerJoin('users', 'users.id', 'oauth_grants.user_id')
-    .select((eb) => [
+    .select([
       'oauth_grants.client_id',
       'oauth_clients.name as client_name',
       'oauth_grants.user_id',
       'users.username',
-      eb.fn.max('oauth_grants.scope').as('scope'),
-      eb.fn.min('oauth_grants.created_at').as('created_at'),
-      eb.fn.max('oauth_grants.created_at').as('last_token_at'),
+      'oauth_grants.scope',
+      'oauth_grants.created_at',
     ])
     .where('oauth_grants.revoked_at', 'is', null)
     .where((eb) =>
@@ -225,30 +228,51 @@ export async function listLiveGrants(
         ),
       ]),
     )
-    .groupBy(['oauth_grants.client_id', 'oauth_clients.name', 'oauth_grants.user_id', 'users.username'])
     .orderBy('oauth_clients.name')
+    .orderBy('oauth_grants.created_at')
   if (filter.userId) query = query.where('oauth_grants.user_id', '=', filter.userId)
   if (filter.clientId) query = query.where('oauth_grants.client_id', '=', filter.clientId)
-  return (await query.execute()) as GrantSummaryRow[]
+  return summarizeGrants(await query.execute())
 }
 
-/** Revokes every grant a user gave a client (and the consent, so the next flow asks again). */
+function summarizeGrants(rows: Omit<GrantSummaryRow, 'last_token_at'>[]): GrantSummaryRow[] {
+  const summaries = new Map<string, GrantSummaryRow>()
+  for (const row of rows) {
+    const key = JSON.stringify([row.client_id, row.user_id])
+    const summary = summaries.get(key)
+    if (!summary) {
+      summaries.set(key, { ...row, last_token_at: row.created_at })
+      continue
+    }
+    summary.scope = formatScope([...new Set([...parseScope(summary.scope), ...parseScope(row.scope)])])
+    summary.created_at = Math.min(summary.created_at, row.created_at)
+    summary.last_token_at = Math.max(summary.last_token_at ?? 0, row.created_at)
+  }
+  return [...summaries.values()]
+}
+
+/**
+ * Revokes every grant a user gave a client (and the consent, so the next flow asks again), in
+ * one transaction: a failure half-way leaves no grant revoked with its consent still standing.
+ */
 export async function revokeGrantsOfUserForClient(
-  db: Db,
+  db: Kysely<Database>,
   userId: string,
   clientId: string,
   now: number,
 ): Promise<number> {
-  const grants = await db
-    .selectFrom('oauth_grants')
-    .select('id')
-    .where('user_id', '=', userId)
-    .where('client_id', '=', clientId)
-    .where('revoked_at', 'is', null)
-    .execute()
-  for (const grant of grants) await revokeGrant(db, grant.id, now)
-  await db.deleteFrom('oauth_consents').where('user_id', '=', userId).where('client_id', '=', clientId).execute()
-  return grants.length
+  return db.transaction().execute(async (trx) => {
+    const grants = await trx
+      .selectFrom('oauth_grants')
+      .select('id')
+      .where('user_id', '=', userId)
+      .where('client_id', '=', clientId)
+      .where('revoked_at', 'is', null)
+      .execute()
+    for (const grant of grants) await revokeGrant(trx, grant.id, now)
+    await trx.deleteFrom('oauth_consents').where('user_id', '=', userId).where('client_id', '=', clientId).execute()
+    return grants.length
+  })
 }
 
 export async function findConsent(db: Db, userId: string, clientId: string, redirectUri: string) {

@@ -121,18 +121,20 @@ export const registerRoutes = (deps: AppDeps) => {
           if (input?.client_id !== undefined && input.client_id !== client.id)
             throw new OAuthError('invalid_client_metadata', 'client_id in the body does not match the URL')
           const metadata = parseClientMetadata(body)
-          const updated = await updateClient(deps.db, client.id, {
-            ...metadataColumns(metadata),
-            updated_at: nowSeconds(),
+          // One transaction: the update and the secret a newly confidential client needs land together.
+          const { updated, secret } = await deps.db.transaction().execute(async (trx) => {
+            const row = await updateClient(trx, client.id, { ...metadataColumns(metadata), updated_at: nowSeconds() })
+            if (!row) return { updated: undefined, secret: undefined }
+            // A client that became confidential needs a secret; it is returned this once.
+            const needsSecret =
+              metadata.tokenEndpointAuthMethod !== 'none' && (await listClientSecrets(trx, client.id)).length === 0
+            return { updated: row, secret: needsSecret ? (await createClientSecret(trx, client.id)).secret : undefined }
           })
-          // A client that became confidential needs a secret; it is returned this once.
-          const needsSecret =
-            metadata.tokenEndpointAuthMethod !== 'none' && (await listClientSecrets(deps.db, client.id)).length === 0
-          const secret = needsSecret ? (await createClientSecret(deps.db, client.id)).secret : undefined
+          if (!updated) throw new OAuthError('invalid_token', 'the client was deleted', 401)
           return oauthJson(
             registrationResponse(
               deps.config,
-              updated!,
+              updated,
               secret ? { client_secret: secret, client_secret_expires_at: 0 } : {},
             ),
             {

@@ -125,7 +125,8 @@ export const orgsModule = (deps: AppDeps) =>
         const row = await withUniqueName(body.name, () =>
           updateOrganization(deps.db, params.id, { ...body, updated_at: nowSeconds() }),
         )
-        return rowToOrganization(row!)
+        if (!row) throw new ApiError(404, 'Organization not found')
+        return rowToOrganization(row)
       },
       {
         auth: 'owner',
@@ -175,8 +176,10 @@ export const orgsModule = (deps: AppDeps) =>
           role: body.role,
           created_at: existing?.created_at ?? nowSeconds(),
         })
-        const members = await listMembers(deps.db, organization.id)
-        return rowToMember(members.find((m) => m.user_id === params.userId)!)
+        const member = (await listMembers(deps.db, organization.id)).find((m) => m.user_id === params.userId)
+        // Deleted by someone else in between: as if it never existed.
+        if (!member) throw new ApiError(404, 'User not found')
+        return rowToMember(member)
       },
       {
         auth: { role: true, firstParty: true },

@@ -191,6 +191,24 @@ describe('OAuth apps in the management API', () => {
       })
     })
 
+    it('shows the union of the scopes of every grant the user gave the app', async () => {
+      const member = await createUserAndLogin(ctx, owner.token, 'member1')
+      const app = await createApp()
+      const secret = await addSecret(app.id)
+      for (const scope of ['mcp', 'api']) {
+        const pkce = createPkce()
+        const location = await authorizeWithBearer(ctx, member.token, authorizeParams(app.id, pkce, { scope }))
+        const code = location.searchParams.get('code')!
+        expect(
+          (await exchangeCode(ctx, { code, verifier: pkce.verifier }, {}, basicAuth(app.id, secret.client_secret)))
+            .status,
+        ).toBe(200)
+      }
+      const grants = await ctx.api(member.token).api.v1.users.me['oauth-grants'].get()
+      expect(grants.data).toHaveLength(1)
+      expect(grants.data![0].scope.split(' ').sort()).toEqual(['api', 'mcp'])
+    })
+
     it("stops the app's tokens when the user revokes its grant", async () => {
       const member = await createUserAndLogin(ctx, owner.token, 'member1')
       const app = await createApp()
