@@ -8,7 +8,14 @@ import { toIsoTime, toIsoTimeOrNull } from '../http/time.ts'
 import { findDefaultOrganization, upsertMembership } from '../orgs/org.repository.ts'
 import { hashPassword } from '../runtime/password.ts'
 import type { UserDto } from './model.ts'
-import { claimInstanceEvent, findUserById, findUserConflict, insertUser, updateUser } from './user.repository.ts'
+import {
+  claimInstanceEvent,
+  countUsers,
+  findUserById,
+  findUserConflict,
+  insertUser,
+  updateUser,
+} from './user.repository.ts'
 
 export function rowToUser(row: UserRow): UserDto {
   return {
@@ -32,6 +39,10 @@ export interface NewUserInput {
   role: 'owner' | 'admin' | 'member'
 }
 
+function firstUserExists(): ApiError {
+  return new ApiError(409, 'The first user already exists', 'Sign in, or ask an admin to create your account')
+}
+
 /**
  * Creates a user and makes them a member of the default organization (owners and admins as
  * its admins). With `firstUser`, the instance's one-time 'first_user' event is claimed in the
@@ -40,12 +51,13 @@ export interface NewUserInput {
 export async function createUser(db: Kysely<Database>, input: NewUserInput, options: { firstUser?: boolean } = {}) {
   const email = input.email.trim().toLowerCase()
   const username = input.username.trim().toLowerCase()
+  // Refused before hashing: anyone may call the bootstrap route, and argon2 is the expensive part.
+  if (options.firstUser && (await countUsers(db)) > 0) throw firstUserExists()
   const passwordHash = input.password ? await hashPassword(input.password) : null
   const now = nowSeconds()
   try {
     return await db.transaction().execute(async (trx) => {
-      if (options.firstUser && !(await claimInstanceEvent(trx, 'first_user', now)))
-        throw new ApiError(409, 'The first user already exists', 'Sign in, or ask an admin to create your account')
+      if (options.firstUser && !(await claimInstanceEvent(trx, 'first_user', now))) throw firstUserExists()
       const conflict = await findUserConflict(trx, email, username)
       if (conflict) throw new ApiError(409, `A user with this ${conflict} already exists`)
       const user = await insertUser(trx, {
