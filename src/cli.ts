@@ -6,7 +6,7 @@ import { ApiError } from './http/errors.ts'
 import { createLogger } from './ops/logger.ts'
 import { generateSecret } from './auth/token.ts'
 import { SecretKeyError } from './secrets/keyring.ts'
-import { rotateSecrets } from './secrets/secret.service.ts'
+import { rotateSealedColumns } from './secrets/sealed-column.ts'
 import { loadKeyring, prepare, startGatehouse } from './server.ts'
 import { countUsers } from './users/user.repository.ts'
 import { createUser } from './users/user.service.ts'
@@ -102,7 +102,7 @@ async function rotateKeyCommand(config: Config) {
   try {
     await migrateToLatest(db, dialect)
     const keyring = await loadKeyring(config, logger)
-    const { rotated, skipped } = await rotateSecrets(db, keyring)
+    const { rotated, skipped } = await rotateSealedColumns(db, keyring)
     process.stdout.write(
       `re-encrypted ${rotated} secret(s) with key "${keyring.activeKeyId}"${skipped ? `; ${skipped} changed meanwhile and were left as written` : ''}\n`,
     )

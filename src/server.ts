@@ -14,7 +14,7 @@ import { requestIdFrom, runWithRequestContext, type RequestContext } from './ops
 import { serve, type RunningServer } from './runtime/serve.ts'
 import { loadOrCreateKeyFile } from './secrets/key-file.ts'
 import { Keyring } from './secrets/keyring.ts'
-import { verifyStoredSecrets } from './secrets/secret.service.ts'
+import { verifySealedColumns } from './secrets/sealed-column.ts'
 
 /** The configured keys, or the generated key file when none are configured. */
 export async function loadKeyring(config: Config, logger: Logger): Promise<Keyring> {
@@ -43,7 +43,7 @@ export async function prepare(config: Config, logger: Logger): Promise<AppDeps &
   try {
     const applied = await migrateToLatest(store.db, store.dialect)
     if (applied.length > 0) logger.info('applied migrations', { migrations: applied })
-    await verifyStoredSecrets(store.db, keyring)
+    await verifySealedColumns(store.db, keyring)
     return {
       store,
       db: store.db,

@@ -63,11 +63,84 @@ export interface LoginFailuresTable {
   window_started_at: number
 }
 
-export interface SecretsTable {
+export interface McpServersTable {
   id: string
-  purpose: string
-  key_id: string
-  ciphertext: string
+  organization_id: string
+  display_name: string
+  slug: string
+  description: Generated<string>
+  icon_url: Generated<string>
+  transport: 'streamable_http' | 'sse'
+  url: string
+  auth_type: 'none' | 'oauth2' | 'api_key' | 'custom_headers' | 'user_oidc'
+  oauth2_client_id: Generated<string>
+  /** Sealed (see secrets/sealed-column.ts), or null. */
+  oauth2_client_secret: string | null
+  oauth2_auth_url: Generated<string>
+  oauth2_token_url: Generated<string>
+  oauth2_scopes: Generated<string>
+  /** How to authenticate at the token endpoint: `client_secret_basic`, `client_secret_post` or `none`; '' = pick from the secret. */
+  oauth2_token_auth_method: Generated<string>
+  oauth2_issuer: Generated<string>
+  /** 1 when the authorization server sends `iss` on its redirects (RFC 9207), which must then be checked. */
+  oauth2_iss_required: Generated<number>
+  oauth2_revocation_url: Generated<string>
+  /** The RFC 8707 resource to ask tokens for (the upstream's protected resource); '' = its URL. */
+  oauth2_resource: Generated<string>
+  oauth2_registration: Generated<'manual' | 'dynamic' | 'metadata_document'>
+  api_key_header: Generated<string>
+  /** Sealed, or null. */
+  api_key_value: string | null
+  /** Sealed JSON object of header name to value, or null. */
+  custom_headers: string | null
+  /** JSON array of tool names and `*` globs. */
+  tool_allow_list: Generated<string>
+  tool_deny_list: Generated<string>
+  availability: 'force_on' | 'default_on' | 'default_off'
+  enabled: Generated<number>
+  forward_identity_headers: Generated<number>
+  created_by: string | null
+  updated_by: string | null
+  created_at: number
+  updated_at: number
+}
+
+export interface McpServerUserTokensTable {
+  server_id: string
+  user_id: string
+  /** Sealed. */
+  access_token: string
+  /** Sealed, or null. */
+  refresh_token: string | null
+  token_type: Generated<string>
+  expires_at: number | null
+  scopes: Generated<string>
+  needs_reauth: Generated<number>
+  created_at: number
+  updated_at: number
+}
+
+export interface McpServerSelectionsTable {
+  server_id: string
+  user_id: string
+  selected: number
+  updated_at: number
+}
+
+export interface UpstreamOAuthClientsTable {
+  id: string
+  issuer: string
+  gatehouse_origin: string
+  client_id: string
+  /** Sealed, or null. */
+  client_secret: string | null
+  token_endpoint_auth_method: string
+  /** JSON array. */
+  redirect_uris: string
+  registration_client_uri: string | null
+  /** Sealed, or null. */
+  registration_access_token: string | null
+  client_secret_expires_at: number | null
   created_at: number
   updated_at: number
 }
@@ -172,7 +245,10 @@ export interface Database {
   sessions: SessionsTable
   api_tokens: ApiTokensTable
   login_failures: LoginFailuresTable
-  secrets: SecretsTable
+  mcp_servers: McpServersTable
+  mcp_server_user_tokens: McpServerUserTokensTable
+  mcp_server_selections: McpServerSelectionsTable
+  upstream_oauth_clients: UpstreamOAuthClientsTable
   oauth_clients: OAuthClientsTable
   oauth_client_secrets: OAuthClientSecretsTable
   oauth_consents: OAuthConsentsTable
@@ -190,7 +266,9 @@ export type OrganizationRow = Selectable<OrganizationsTable>
 export type OrganizationMemberRow = Selectable<OrganizationMembersTable>
 export type SessionRow = Selectable<SessionsTable>
 export type ApiTokenRow = Selectable<ApiTokensTable>
-export type SecretRow = Selectable<SecretsTable>
+export type McpServerRow = Selectable<McpServersTable>
+export type McpServerUserTokenRow = Selectable<McpServerUserTokensTable>
+export type UpstreamOAuthClientRow = Selectable<UpstreamOAuthClientsTable>
 
 export type OAuthClientRow = Selectable<OAuthClientsTable>
 export type OAuthClientSecretRow = Selectable<OAuthClientSecretsTable>

@@ -1,10 +1,13 @@
 import { afterEach, beforeEach, describe, expect, it } from 'bun:test'
+import type { Kysely } from 'kysely'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseEncryptionKeys, testConfig } from '../../src/config.ts'
+import type { Database } from '../../src/db/schema.ts'
+import { findDefaultOrganization } from '../../src/orgs/org.repository.ts'
 import { generateKeyId, KEY_FILE_NAME } from '../../src/secrets/key-file.ts'
 import { Keyring, SecretKeyError } from '../../src/secrets/keyring.ts'
-import { readSecret, rotateSecrets, storeSecret, verifyStoredSecrets } from '../../src/secrets/secret.service.ts'
+import { openValue, rotateSealedColumns, sealValue, verifySealedColumns } from '../../src/secrets/sealed-column.ts'
 import { prepare } from '../../src/server.ts'
 import { silentLogger } from '../../src/ops/logger.ts'
 import {
@@ -22,8 +25,39 @@ import { setup, TEST_KEY, type TestContext } from '../setup.ts'
 
 const NEW_KEY = { id: 'new', key: new Uint8Array(32).fill(42) }
 
-async function secretRows(ctx: TestContext) {
-  return ctx.db.selectFrom('secrets').selectAll().orderBy('id').execute()
+const binding = (id: string, column = 'api_key_value') => ({ table: 'mcp_servers', column, rowKey: id })
+
+/** An upstream server row whose API key is `value`, sealed the way the registry seals it. */
+async function insertServerWithKey(db: Kysely<Database>, keyring: Keyring, slug: string, value: string) {
+  const id = crypto.randomUUID()
+  const organization = await findDefaultOrganization(db)
+  await db
+    .insertInto('mcp_servers')
+    .values({
+      id,
+      organization_id: organization.id,
+      display_name: slug,
+      slug,
+      transport: 'streamable_http',
+      url: 'https://mcp.example.com/mcp',
+      auth_type: 'api_key',
+      api_key_header: 'X-Api-Key',
+      api_key_value: await sealValue(keyring, binding(id), value),
+      availability: 'default_on',
+      created_at: 0,
+      updated_at: 0,
+    })
+    .execute()
+  return id
+}
+
+async function storedKey(ctx: TestContext, id: string): Promise<string> {
+  const row = await ctx.db
+    .selectFrom('mcp_servers')
+    .select('api_key_value')
+    .where('id', '=', id)
+    .executeTakeFirstOrThrow()
+  return row.api_key_value!
 }
 
 /** The rejection of `promise`, or a failure if it resolves. */
@@ -36,7 +70,7 @@ async function rejectionOf(promise: Promise<unknown>): Promise<Error> {
   throw new Error('expected the promise to reject')
 }
 
-describe('secrets at rest', () => {
+describe('secrets sealed in their rows', () => {
   let ctx: TestContext
   beforeEach(async () => {
     ctx = await setup()
@@ -46,113 +80,106 @@ describe('secrets at rest', () => {
   })
 
   it('reads back what it stored', async () => {
-    const id = await storeSecret(ctx.db, ctx.deps.keyring, 'upstream.client_secret', 'hunter2-plaintext')
-    expect(await readSecret(ctx.db, ctx.deps.keyring, id)).toBe('hunter2-plaintext')
-  })
-
-  it('reads an unknown secret ID as undefined', async () => {
-    expect(await readSecret(ctx.db, ctx.deps.keyring, crypto.randomUUID())).toBeUndefined()
+    const id = await insertServerWithKey(ctx.db, ctx.deps.keyring, 'a', 'hunter2-plaintext')
+    expect(await openValue(ctx.deps.keyring, binding(id), await storedKey(ctx, id))).toBe('hunter2-plaintext')
   })
 
   it('stores ciphertext sealed with the active key, never the plaintext', async () => {
-    const id = await storeSecret(ctx.db, ctx.deps.keyring, 'upstream.client_secret', 'hunter2-plaintext')
-    const [row] = await secretRows(ctx)
-    expect(row).toMatchObject({ id, purpose: 'upstream.client_secret', key_id: 'test1' })
-    expect(row.ciphertext).not.toContain('hunter2')
-    expect(row.ciphertext).not.toContain(btoa('hunter2-plaintext').slice(0, 12))
+    const id = await insertServerWithKey(ctx.db, ctx.deps.keyring, 'a', 'hunter2-plaintext')
+    const stored = await storedKey(ctx, id)
+    expect(stored).toStartWith('test1:')
+    expect(stored).not.toContain('hunter2')
+    expect(stored).not.toContain(btoa('hunter2-plaintext').slice(0, 12))
   })
 
   it('seals the same plaintext differently each time', async () => {
-    await storeSecret(ctx.db, ctx.deps.keyring, 'p', 'same value')
-    await storeSecret(ctx.db, ctx.deps.keyring, 'p', 'same value')
-    const [first, second] = await secretRows(ctx)
-    expect(first.ciphertext).not.toBe(second.ciphertext)
+    const a = await insertServerWithKey(ctx.db, ctx.deps.keyring, 'a', 'same value')
+    const b = await insertServerWithKey(ctx.db, ctx.deps.keyring, 'b', 'same value')
+    expect(await storedKey(ctx, a)).not.toBe(await storedKey(ctx, b))
   })
 
   it('still reads old ciphertext through a keyring with a newer key in front', async () => {
-    const id = await storeSecret(ctx.db, ctx.deps.keyring, 'p', 'sealed with test1')
+    const id = await insertServerWithKey(ctx.db, ctx.deps.keyring, 'a', 'sealed with test1')
     const rotated = await Keyring.create([NEW_KEY, TEST_KEY])
-    expect(await readSecret(ctx.db, rotated, id)).toBe('sealed with test1')
+    expect(await openValue(rotated, binding(id), await storedKey(ctx, id))).toBe('sealed with test1')
   })
 
-  it('re-encrypts every secret with the new key on rotation', async () => {
-    for (let i = 0; i < 5; i++) await storeSecret(ctx.db, ctx.deps.keyring, 'p', `secret ${i}`)
-    const result = await rotateSecrets(ctx.db, await Keyring.create([NEW_KEY, TEST_KEY]), 2)
+  it('re-seals every value with the new key on rotation, in batches', async () => {
+    const ids = []
+    for (let i = 0; i < 5; i++) ids.push(await insertServerWithKey(ctx.db, ctx.deps.keyring, `s${i}`, `secret ${i}`))
+    const result = await rotateSealedColumns(ctx.db, await Keyring.create([NEW_KEY, TEST_KEY]), 2)
     expect(result).toEqual({ rotated: 5, skipped: 0 })
-    expect((await secretRows(ctx)).map((row) => row.key_id)).toEqual(['new', 'new', 'new', 'new', 'new'])
-  })
-
-  it('reads rotated secrets with the new key alone', async () => {
-    const ids = [
-      await storeSecret(ctx.db, ctx.deps.keyring, 'p', 'first'),
-      await storeSecret(ctx.db, ctx.deps.keyring, 'q', 'second'),
-    ]
-    await rotateSecrets(ctx.db, await Keyring.create([NEW_KEY, TEST_KEY]))
     const newOnly = await Keyring.create([NEW_KEY])
-    expect(await Promise.all(ids.map((id) => readSecret(ctx.db, newOnly, id)))).toEqual(['first', 'second'])
+    for (const [i, id] of ids.entries()) {
+      const stored = await storedKey(ctx, id)
+      expect(stored).toStartWith('new:')
+      expect(await openValue(newOnly, binding(id), stored)).toBe(`secret ${i}`)
+    }
   })
 
   it('leaves nothing to do on a second rotation', async () => {
-    await storeSecret(ctx.db, ctx.deps.keyring, 'p', 'value')
+    await insertServerWithKey(ctx.db, ctx.deps.keyring, 'a', 'value')
     const keyring = await Keyring.create([NEW_KEY, TEST_KEY])
-    await rotateSecrets(ctx.db, keyring)
-    expect(await rotateSecrets(ctx.db, keyring)).toEqual({ rotated: 0, skipped: 0 })
+    await rotateSealedColumns(ctx.db, keyring)
+    expect(await rotateSealedColumns(ctx.db, keyring)).toEqual({ rotated: 0, skipped: 0 })
   })
 
   it('accepts a keyring that opens every stored secret', async () => {
-    await storeSecret(ctx.db, ctx.deps.keyring, 'p', 'value')
-    await verifyStoredSecrets(ctx.db, await Keyring.create([NEW_KEY, TEST_KEY]))
+    await insertServerWithKey(ctx.db, ctx.deps.keyring, 'a', 'value')
+    await verifySealedColumns(ctx.db, await Keyring.create([NEW_KEY, TEST_KEY]))
   })
 
   it('refuses a keyring that lacks the key secrets were sealed with, naming that key', async () => {
-    await storeSecret(ctx.db, ctx.deps.keyring, 'p', 'value')
-    const error = await rejectionOf(verifyStoredSecrets(ctx.db, await Keyring.create([NEW_KEY])))
+    await insertServerWithKey(ctx.db, ctx.deps.keyring, 'a', 'value')
+    const error = await rejectionOf(verifySealedColumns(ctx.db, await Keyring.create([NEW_KEY])))
     expect(error).toBeInstanceOf(SecretKeyError)
     expect(error.message).toContain('"test1"')
     expect(error.message).toContain('not configured')
   })
 
   it('refuses a keyring whose key has the right ID but other key material', async () => {
-    await storeSecret(ctx.db, ctx.deps.keyring, 'p', 'value')
+    await insertServerWithKey(ctx.db, ctx.deps.keyring, 'a', 'value')
     const impostor = await Keyring.create([{ id: 'test1', key: new Uint8Array(32).fill(8) }])
-    const error = await rejectionOf(verifyStoredSecrets(ctx.db, impostor))
+    const error = await rejectionOf(verifySealedColumns(ctx.db, impostor))
     expect(error).toBeInstanceOf(SecretKeyError)
     expect(error.message).toContain('wrong key material')
   })
 
   it('refuses to open tampered ciphertext', async () => {
-    const id = await storeSecret(ctx.db, ctx.deps.keyring, 'p', 'value')
-    const [row] = await secretRows(ctx)
-    const position = Math.floor(row.ciphertext.length / 2)
-    const flipped = row.ciphertext[position] === 'A' ? 'B' : 'A'
-    const tampered = row.ciphertext.slice(0, position) + flipped + row.ciphertext.slice(position + 1)
-    await ctx.db.updateTable('secrets').set({ ciphertext: tampered }).where('id', '=', id).execute()
-    expect(await rejectionOf(readSecret(ctx.db, ctx.deps.keyring, id))).toBeInstanceOf(SecretKeyError)
+    const id = await insertServerWithKey(ctx.db, ctx.deps.keyring, 'a', 'value')
+    const stored = await storedKey(ctx, id)
+    const position = Math.floor(stored.length / 2) + 3
+    const tampered = stored.slice(0, position) + (stored[position] === 'A' ? 'B' : 'A') + stored.slice(position + 1)
+    expect(await rejectionOf(openValue(ctx.deps.keyring, binding(id), tampered))).toBeInstanceOf(SecretKeyError)
   })
 
-  it("refuses to open a ciphertext moved to another secret's row", async () => {
-    const a = await storeSecret(ctx.db, ctx.deps.keyring, 'p', 'secret of a')
-    const b = await storeSecret(ctx.db, ctx.deps.keyring, 'p', 'secret of b')
-    const rows = await secretRows(ctx)
-    const ciphertextOf = (id: string) => rows.find((row) => row.id === id)!.ciphertext
+  it('refuses to open a ciphertext moved to another row, saying which row and column', async () => {
+    const a = await insertServerWithKey(ctx.db, ctx.deps.keyring, 'a', 'secret of a')
+    const b = await insertServerWithKey(ctx.db, ctx.deps.keyring, 'b', 'secret of b')
     await ctx.db
-      .updateTable('secrets')
-      .set({ ciphertext: ciphertextOf(b) })
-      .where('id', '=', a)
-      .execute()
-    await ctx.db
-      .updateTable('secrets')
-      .set({ ciphertext: ciphertextOf(a) })
+      .updateTable('mcp_servers')
+      .set({ api_key_value: await storedKey(ctx, a) })
       .where('id', '=', b)
       .execute()
-    expect(await rejectionOf(readSecret(ctx.db, ctx.deps.keyring, a))).toBeInstanceOf(SecretKeyError)
-    expect(await rejectionOf(readSecret(ctx.db, ctx.deps.keyring, b))).toBeInstanceOf(SecretKeyError)
+    const error = await rejectionOf(openValue(ctx.deps.keyring, binding(b), await storedKey(ctx, b)))
+    expect(error).toBeInstanceOf(SecretKeyError)
+    expect(error.message).toContain(`mcp_servers.api_key_value of ${b}`)
+    expect(error.message).toContain('does not decrypt')
   })
 
-  it('refuses to open a secret whose purpose was changed', async () => {
-    const id = await storeSecret(ctx.db, ctx.deps.keyring, 'upstream.client_secret', 'value')
-    await ctx.db.updateTable('secrets').set({ purpose: 'something.else' }).where('id', '=', id).execute()
-    expect(await rejectionOf(readSecret(ctx.db, ctx.deps.keyring, id))).toBeInstanceOf(SecretKeyError)
+  it('refuses to open a ciphertext moved to another column of the same row', async () => {
+    const id = await insertServerWithKey(ctx.db, ctx.deps.keyring, 'a', 'value')
+    const stored = await storedKey(ctx, id)
+    expect(await rejectionOf(openValue(ctx.deps.keyring, binding(id, 'custom_headers'), stored))).toBeInstanceOf(
+      SecretKeyError,
+    )
+  })
+
+  it('deletes a secret with the row that owns it', async () => {
+    const id = await insertServerWithKey(ctx.db, ctx.deps.keyring, 'a', 'value')
+    await ctx.db.deleteFrom('mcp_servers').where('id', '=', id).execute()
+    const left = await ctx.db.selectFrom('mcp_servers').select('api_key_value').execute()
+    expect(left).toEqual([])
   })
 })
 
@@ -167,7 +194,7 @@ describe('gatehouse rotate-key', () => {
     databaseUrl = `sqlite:${join(dir.path, 'gatehouse.db')}`
     const deps = await prepare(testConfig({ databaseUrl, encryptionKeys: [TEST_KEY] }), silentLogger)
     try {
-      await storeSecret(deps.db, deps.keyring, 'upstream.client_secret', 'rotate me')
+      await insertServerWithKey(deps.db, deps.keyring, 'rotate', 'rotate me')
     } finally {
       await deps.db.destroy()
     }
