@@ -16,6 +16,7 @@ import { opsModule } from './ops/index.ts'
 import { currentRequestContext } from './ops/request-context.ts'
 import { orgsModule } from './orgs/index.ts'
 import { tokensModule } from './tokens/index.ts'
+import { upstreamsModule } from './upstreams/index.ts'
 import { usersModule } from './users/index.ts'
 
 const VERSION = '0.1.0'
@@ -123,6 +124,7 @@ export function createApp(deps: AppDeps) {
     .use(tokensModule(deps))
     .use(orgsModule(deps))
     .use(appsModule(deps))
+    .use(upstreamsModule(deps))
 }
 
 export type App = ReturnType<typeof createApp>

@@ -28,6 +28,7 @@ export class ApiError extends Error {
     message: string,
     readonly detail?: string,
     readonly headers: Record<string, string> = {},
+    readonly validations?: { field: string; detail: string }[],
   ) {
     super(message)
     this.name = 'ApiError'
@@ -36,8 +37,14 @@ export class ApiError extends Error {
   toResponse(): Response {
     const body: ApiErrorBody = { message: this.message }
     if (this.detail) body.detail = this.detail
+    if (this.validations) body.validations = this.validations
     return Response.json(body, { status: this.status, headers: this.headers })
   }
+}
+
+/** A 422 naming the field, for checks a schema cannot make (values compared after trimming, cross-field rules). */
+export function invalidField(field: string, detail: string): ApiError {
+  return new ApiError(422, 'Invalid request body', undefined, {}, [{ field, detail }])
 }
 
 export function jsonError(status: number, body: ApiErrorBody, headers: Record<string, string> = {}): Response {

@@ -85,11 +85,13 @@ export async function rotateSealedColumns(
     for (const column of table.columns) {
       let offset = 0
       for (;;) {
-        const rows = (await sql<Row>`SELECT ${sql.join(table.key.map((k) => sql.ref(k)))}, ${sql.ref(column)} AS value
+        const rows = (
+          await sql<Row>`SELECT ${sql.join(table.key.map((k) => sql.ref(k)))}, ${sql.ref(column)} AS value
             FROM ${sql.table(table.table)}
             WHERE ${sql.ref(column)} IS NOT NULL AND substr(${sql.ref(column)}, 1, ${prefix.length}) <> ${prefix}
             ORDER BY ${sql.join(table.key.map((k) => sql.ref(k)))}
-            LIMIT ${batchSize} OFFSET ${offset}`.execute(db)).rows
+            LIMIT ${batchSize} OFFSET ${offset}`.execute(db)
+        ).rows
         if (rows.length === 0) break
         for (const row of rows) {
           const binding = { table: table.table, column, rowKey: rowKeyOf(table, row) }

@@ -27,6 +27,35 @@ export async function typedClientChecks(baseUrl: string, token: string) {
   await client.api.v1.tokens.post({ name: 'ci', expires_in_seconds: 3600 })
   await client.api.v1.tokens({ id: 'token-id' }).delete()
   await client.api.v1.organizations({ id: 'org-id' }).members({ userId: 'user-id' }).put({ role: 'admin' })
+  const server = await client.api.v1.mcp.servers.post({
+    display_name: 'Linear',
+    slug: 'linear',
+    url: 'https://mcp.linear.app/mcp',
+    auth_type: 'api_key',
+    api_key_header: 'X-Api-Key',
+    api_key_value: 'secret',
+    availability: 'default_on',
+  })
+  if (server.data) {
+    const connected: boolean = server.data.auth_connected
+    const status: 'connected' | 'needs_reauth' | 'not_connected' | 'not_required' = server.data.connection.status
+    void connected
+    void status
+    await client.api.v1.mcp.servers({ id: server.data.id }).patch({ enabled: true })
+    await client.api.v1.mcp.servers({ id: server.data.id }).oauth2.rediscover.post()
+  }
+  if (server.error?.status === 409) {
+    const message: string = server.error.value.message
+    void message
+  }
+  // @ts-expect-error availability is force_on, default_on or default_off
+  await client.api.v1.mcp.servers.post({ display_name: 'x', slug: 'x', url: 'https://x', availability: 'always' })
+  // @ts-expect-error url is required
+  await client.api.v1.mcp.servers.post({ display_name: 'x', slug: 'x' })
+  const listed = await client.api.v1.mcp.servers.get()
+  // @ts-expect-error secrets are write-only: a server has no api_key_value
+  void listed.data?.[0].api_key_value
+
   if (login.error?.status === 401) {
     const message: string = login.error.value.message
     void message

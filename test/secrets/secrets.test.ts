@@ -174,13 +174,6 @@ describe('secrets sealed in their rows', () => {
       SecretKeyError,
     )
   })
-
-  it('deletes a secret with the row that owns it', async () => {
-    const id = await insertServerWithKey(ctx.db, ctx.deps.keyring, 'a', 'value')
-    await ctx.db.deleteFrom('mcp_servers').where('id', '=', id).execute()
-    const left = await ctx.db.selectFrom('mcp_servers').select('api_key_value').execute()
-    expect(left).toEqual([])
-  })
 })
 
 describe('gatehouse rotate-key', () => {

@@ -1,0 +1,131 @@
+import { t, type UnwrapSchema } from 'elysia'
+import { ErrorModel } from '../http/errors.ts'
+
+const timestamp = t.String({ format: 'date-time' })
+
+const transport = t.Union([t.Literal('streamable_http'), t.Literal('sse')])
+const authType = t.Union([
+  t.Literal('none'),
+  t.Literal('oauth2'),
+  t.Literal('api_key'),
+  t.Literal('custom_headers'),
+  t.Literal('user_oidc'),
+])
+const availability = t.Union([t.Literal('force_on'), t.Literal('default_on'), t.Literal('default_off')])
+const toolList = t.Array(t.String({ maxLength: 128 }), {
+  maxItems: 500,
+  description: 'Tool names; `*` matches any run of characters',
+})
+
+const connection = t.Object({
+  status: t.Union([
+    t.Literal('connected'),
+    t.Literal('needs_reauth'),
+    t.Literal('not_connected'),
+    t.Literal('not_required'),
+  ]),
+  expires_at: t.Nullable(timestamp),
+  scopes: t.Array(t.String()),
+})
+
+/**
+ * One upstream MCP server. Secrets are write-only: responses say only whether one is set
+ * (`has_*`). The redacted view members get blanks the connection details.
+ */
+const server = t.Object({
+  id: t.String(),
+  organization_id: t.String(),
+  display_name: t.String(),
+  slug: t.String(),
+  description: t.String(),
+  icon_url: t.String(),
+  transport: t.Union([transport, t.Literal('')]),
+  url: t.String(),
+  auth_type: authType,
+  oauth2_client_id: t.String(),
+  oauth2_auth_url: t.String(),
+  oauth2_token_url: t.String(),
+  oauth2_scopes: t.String(),
+  oauth2_registration: t.Union([t.Literal('manual'), t.Literal('dynamic'), t.Literal('metadata_document')]),
+  api_key_header: t.String(),
+  has_oauth2_secret: t.Boolean(),
+  has_api_key: t.Boolean(),
+  has_custom_headers: t.Boolean(),
+  tool_allow_list: t.Array(t.String()),
+  tool_deny_list: t.Array(t.String()),
+  availability,
+  enabled: t.Boolean(),
+  forward_identity_headers: t.Boolean(),
+  created_by: t.Nullable(t.String()),
+  updated_by: t.Nullable(t.String()),
+  created_at: timestamp,
+  updated_at: timestamp,
+  auth_connected: t.Boolean({
+    description: 'oauth2: the caller holds a live or refreshable token; every other type: true',
+  }),
+  connection,
+  selected: t.Boolean({ description: 'Whether the server is part of the caller’s /mcp' }),
+})
+
+const headerMap = t.Record(t.String(), t.String(), {
+  description: 'Header name to value; write-only, stored encrypted',
+})
+
+const writable = {
+  display_name: t.String({ minLength: 1, maxLength: 128 }),
+  slug: t.String({
+    minLength: 1,
+    maxLength: 40,
+    description: 'Lower-case letters, digits and `-`, at most 32; names the server in tool names and URLs',
+  }),
+  description: t.String({ maxLength: 2000 }),
+  icon_url: t.String({ maxLength: 2048 }),
+  transport,
+  url: t.String({ minLength: 1, maxLength: 2048 }),
+  auth_type: authType,
+  oauth2_client_id: t.String({ maxLength: 512 }),
+  oauth2_client_secret: t.String({ maxLength: 4096, description: 'Write-only, stored encrypted' }),
+  oauth2_auth_url: t.String({ maxLength: 2048 }),
+  oauth2_token_url: t.String({ maxLength: 2048 }),
+  oauth2_scopes: t.String({ maxLength: 2048, description: 'Space-separated' }),
+  api_key_header: t.String({ maxLength: 256 }),
+  api_key_value: t.String({ maxLength: 8192, description: 'Write-only, stored encrypted' }),
+  custom_headers: headerMap,
+  tool_allow_list: toolList,
+  tool_deny_list: toolList,
+  availability,
+  enabled: t.Boolean(),
+  forward_identity_headers: t.Boolean(),
+}
+
+const { display_name, slug, url, ...rest } = writable
+
+export const UpstreamsModel = {
+  ...ErrorModel,
+  'upstreams.server': server,
+  'upstreams.list': t.Array(server),
+  'upstreams.create': t.Composite([
+    t.Object({
+      organization_id: t.Optional(t.String({ maxLength: 64, description: 'Default: the default organization' })),
+      display_name,
+      slug,
+      url,
+    }),
+    t.Partial(t.Object(rest)),
+  ]),
+  'upstreams.update': t.Partial(t.Object(writable)),
+  'upstreams.clientMetadata': t.Object({
+    client_id: t.String(),
+    client_name: t.String(),
+    client_uri: t.String(),
+    redirect_uris: t.Array(t.String()),
+    grant_types: t.Array(t.String()),
+    response_types: t.Array(t.String()),
+    token_endpoint_auth_method: t.Literal('none'),
+    application_type: t.Literal('web'),
+  }),
+}
+
+export type UpstreamServerDto = UnwrapSchema<(typeof UpstreamsModel)['upstreams.server']>
+export type CreateServerInput = UnwrapSchema<(typeof UpstreamsModel)['upstreams.create']>
+export type UpdateServerInput = UnwrapSchema<(typeof UpstreamsModel)['upstreams.update']>

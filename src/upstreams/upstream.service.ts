@@ -1,0 +1,496 @@
+import type { Kysely, Updateable } from 'kysely'
+import type { Principal } from '../auth/index.ts'
+import type { Config } from '../config.ts'
+import { isCheckViolation, isUniqueViolation } from '../db/errors.ts'
+import { nowSeconds } from '../db/index.ts'
+import type { Database, McpServerRow, McpServersTable, McpServerUserTokenRow } from '../db/schema.ts'
+import { ApiError } from '../http/errors.ts'
+import type { OutboundFetch } from '../http/outbound.ts'
+import { toIsoTime, toIsoTimeOrNull } from '../http/time.ts'
+import type { Logger } from '../ops/logger.ts'
+import { findDefaultOrganization, listMembershipsOfUser } from '../orgs/org.repository.ts'
+import { findAccessibleOrganization, organizationRoleOf } from '../orgs/org.service.ts'
+import type { Keyring } from '../secrets/keyring.ts'
+import { openValue, sealValue } from '../secrets/sealed-column.ts'
+import type { DiscoveryResult } from './discovery.ts'
+import type { CreateServerInput, UpdateServerInput, UpstreamServerDto } from './model.ts'
+import { createRegistrationStore } from './registration.repository.ts'
+import {
+  deleteServer,
+  deleteUserTokensOfServer,
+  findServerById,
+  insertServer,
+  listSelections,
+  listServers,
+  listUserTokens,
+  updateServer,
+} from './upstream.repository.ts'
+import {
+  checkAuthFields,
+  checkCustomHeaders,
+  checkHeaderName,
+  checkHeaderValue,
+  normalizeSlug,
+  normalizeToolList,
+  normalizeUrl,
+} from './validation.ts'
+
+export interface UpstreamDeps {
+  db: Kysely<Database>
+  config: Config
+  logger: Logger
+  keyring: Keyring
+  outboundFetch: OutboundFetch
+}
+
+type View = 'full' | 'redacted'
+
+/** Where the upstream sends the user back after they authorize Gatehouse there. */
+export function callbackUrlOf(publicUrl: string, serverId: string): string {
+  return `${publicUrl}/api/v1/mcp/servers/${serverId}/oauth2/callback`
+}
+
+/**
+ * Gatehouse's own Client ID Metadata Document, for authorization servers that take one instead
+ * of a registration. Authorization servers fetch it, so it needs an https public URL.
+ */
+export function clientMetadataUrlOf(publicUrl: string): string | undefined {
+  return publicUrl.startsWith('https://') ? `${publicUrl}/api/v1/mcp/client-metadata` : undefined
+}
+
+const sealing = (serverId: string, column: 'oauth2_client_secret' | 'api_key_value' | 'custom_headers') => ({
+  table: 'mcp_servers',
+  column,
+  rowKey: serverId,
+})
+
+/** Opens a server's sealed columns, for the code that calls upstreams. */
+export async function openServerSecrets(keyring: Keyring, row: McpServerRow) {
+  const open = async (column: 'oauth2_client_secret' | 'api_key_value' | 'custom_headers') => {
+    const stored = row[column]
+    return stored === null ? undefined : openValue(keyring, sealing(row.id, column), stored)
+  }
+  const headers = await open('custom_headers')
+  return {
+    oauth2ClientSecret: await open('oauth2_client_secret'),
+    apiKeyValue: await open('api_key_value'),
+    customHeaders: headers === undefined ? {} : (JSON.parse(headers) as Record<string, string>),
+  }
+}
+
+function connectionOf(row: McpServerRow, token: McpServerUserTokenRow | undefined, now: number) {
+  if (row.auth_type !== 'oauth2') return { status: 'not_required' as const, expires_at: null, scopes: [] }
+  if (!token) return { status: 'not_connected' as const, expires_at: null, scopes: [] }
+  const expired = token.expires_at !== null && token.expires_at <= now
+  const live = token.needs_reauth === 0 && (!expired || token.refresh_token !== null)
+  return {
+    status: live ? ('connected' as const) : ('needs_reauth' as const),
+    expires_at: toIsoTimeOrNull(token.expires_at),
+    scopes: token.scopes.split(' ').filter(Boolean),
+  }
+}
+
+/** Whether a server is part of the user's `/mcp`: its availability, then the user's own choice. */
+export function isSelected(row: Pick<McpServerRow, 'availability'>, choice: boolean | undefined): boolean {
+  if (row.availability === 'force_on') return true
+  return choice ?? row.availability === 'default_on'
+}
+
+export function rowToServer(
+  row: McpServerRow,
+  view: View,
+  user: { token?: McpServerUserTokenRow; choice?: boolean; now: number },
+): UpstreamServerDto {
+  const connection = connectionOf(row, user.token, user.now)
+  const redacted = view === 'redacted'
+  return {
+    id: row.id,
+    organization_id: row.organization_id,
+    display_name: row.display_name,
+    slug: row.slug,
+    description: row.description,
+    icon_url: row.icon_url,
+    transport: redacted ? '' : row.transport,
+    url: redacted ? '' : row.url,
+    auth_type: row.auth_type,
+    oauth2_client_id: redacted ? '' : row.oauth2_client_id,
+    oauth2_auth_url: redacted ? '' : row.oauth2_auth_url,
+    oauth2_token_url: redacted ? '' : row.oauth2_token_url,
+    oauth2_scopes: redacted ? '' : row.oauth2_scopes,
+    oauth2_registration: row.oauth2_registration,
+    api_key_header: redacted ? '' : row.api_key_header,
+    has_oauth2_secret: row.oauth2_client_secret !== null,
+    has_api_key: row.api_key_value !== null,
+    has_custom_headers: row.custom_headers !== null,
+    tool_allow_list: JSON.parse(row.tool_allow_list),
+    tool_deny_list: JSON.parse(row.tool_deny_list),
+    availability: row.availability,
+    enabled: row.enabled === 1,
+    forward_identity_headers: row.forward_identity_headers === 1,
+    created_by: row.created_by,
+    updated_by: row.updated_by,
+    created_at: toIsoTime(row.created_at),
+    updated_at: toIsoTime(row.updated_at),
+    auth_connected: connection.status === 'connected' || connection.status === 'not_required',
+    connection,
+    selected: isSelected(row, user.choice),
+  }
+}
+
+/** The organizations the principal belongs to, with the effective role in each; the owner administers all. */
+async function rolesOf(db: Kysely<Database>, principal: Principal): Promise<'all' | Map<string, 'admin' | 'member'>> {
+  if (principal.user.role === 'owner') return 'all'
+  const roles = new Map<string, 'admin' | 'member'>()
+  for (const membership of await listMembershipsOfUser(db, principal.user.id)) {
+    const role = organizationRoleOf(principal.user, membership, membership.member_role)
+    if (role) roles.set(membership.id, role)
+  }
+  return roles
+}
+
+function viewOf(roles: 'all' | Map<string, 'admin' | 'member'>, row: McpServerRow): View | undefined {
+  const role = roles === 'all' ? 'admin' : roles.get(row.organization_id)
+  if (role === 'admin') return 'full'
+  if (role === 'member' && row.enabled === 1) return 'redacted'
+  return undefined
+}
+
+async function withUserState(deps: UpstreamDeps, principal: Principal, rows: [McpServerRow, View][]) {
+  const ids = rows.map(([row]) => row.id)
+  const tokens = new Map((await listUserTokens(deps.db, principal.user.id, ids)).map((t) => [t.server_id, t]))
+  const choices = await listSelections(deps.db, principal.user.id, ids)
+  const now = nowSeconds()
+  return rows.map(([row, view]) =>
+    rowToServer(row, view, { token: tokens.get(row.id), choice: choices.get(row.id), now }),
+  )
+}
+
+/** Org admins: every server of their organizations; members: the enabled ones, redacted. */
+export async function listVisibleServers(deps: UpstreamDeps, principal: Principal): Promise<UpstreamServerDto[]> {
+  const roles = await rolesOf(deps.db, principal)
+  const rows = await listServers(deps.db, roles === 'all' ? 'all' : [...roles.keys()])
+  const visible = rows.flatMap((row) => {
+    const view = viewOf(roles, row)
+    return view ? [[row, view] as [McpServerRow, View]] : []
+  })
+  return withUserState(deps, principal, visible)
+}
+
+/** A server the principal may see, and how; anything else is 404, as for an ID that does not exist. */
+export async function findVisibleServer(
+  deps: UpstreamDeps,
+  principal: Principal,
+  id: string,
+  access: 'view' | 'manage' = 'view',
+): Promise<{ row: McpServerRow; view: View }> {
+  const row = await findServerById(deps.db, id)
+  const view = row ? viewOf(await rolesOf(deps.db, principal), row) : undefined
+  if (!row || !view) throw new ApiError(404, 'MCP server not found')
+  if (access === 'manage' && view !== 'full')
+    throw new ApiError(403, "Managing this MCP server requires its organization's admin role")
+  return { row, view }
+}
+
+export async function presentServer(deps: UpstreamDeps, principal: Principal, row: McpServerRow, view: View) {
+  return (await withUserState(deps, principal, [[row, view]]))[0]
+}
+
+/** The columns each auth type owns; leaving the type clears them (and, for oauth2, the users' tokens). */
+const OAUTH2_COLUMNS: Updateable<McpServersTable> = {
+  oauth2_client_id: '',
+  oauth2_client_secret: null,
+  oauth2_auth_url: '',
+  oauth2_token_url: '',
+  oauth2_scopes: '',
+  oauth2_token_auth_method: '',
+  oauth2_issuer: '',
+  oauth2_iss_required: 0,
+  oauth2_revocation_url: '',
+  oauth2_resource: '',
+  oauth2_registration: 'manual',
+}
+const API_KEY_COLUMNS: Updateable<McpServersTable> = { api_key_header: '', api_key_value: null }
+
+function discoveredColumns(result: DiscoveryResult, requestedScopes: string): Updateable<McpServersTable> {
+  return {
+    oauth2_client_id: result.clientId,
+    oauth2_auth_url: result.authorizationEndpoint,
+    oauth2_token_url: result.tokenEndpoint,
+    oauth2_scopes: requestedScopes || result.scopes,
+    oauth2_token_auth_method: result.tokenEndpointAuthMethod,
+    oauth2_issuer: result.issuer,
+    oauth2_iss_required: result.issParameterSupported ? 1 : 0,
+    oauth2_revocation_url: result.revocationEndpoint ?? '',
+    oauth2_resource: result.resource,
+    oauth2_registration: result.registration,
+  }
+}
+
+/**
+ * The validated, trimmed plain columns of a create or update, and the secrets to seal. Fields
+ * that are absent keep the stored value (`existing`); secrets are write-only.
+ */
+function planColumns(input: UpdateServerInput, existing: McpServerRow | undefined) {
+  const columns: Updateable<McpServersTable> = {}
+  const text = (value: string | undefined) => (value === undefined ? undefined : value.trim())
+  if (input.display_name !== undefined) {
+    columns.display_name = input.display_name.trim()
+    if (!columns.display_name)
+      throw new ApiError(422, 'Invalid request body', undefined, {}, [
+        { field: 'display_name', detail: 'must not be empty' },
+      ])
+  }
+  if (input.slug !== undefined) columns.slug = normalizeSlug(input.slug)
+  if (input.description !== undefined) columns.description = input.description.trim()
+  if (input.icon_url !== undefined) columns.icon_url = normalizeUrl('icon_url', input.icon_url, { allowEmpty: true })
+  if (input.transport !== undefined) columns.transport = input.transport
+  if (input.url !== undefined) columns.url = normalizeUrl('url', input.url)
+  if (input.auth_type !== undefined) columns.auth_type = input.auth_type
+  if (input.oauth2_client_id !== undefined) columns.oauth2_client_id = text(input.oauth2_client_id)
+  if (input.oauth2_auth_url !== undefined)
+    columns.oauth2_auth_url = normalizeUrl('oauth2_auth_url', input.oauth2_auth_url, { allowEmpty: true })
+  if (input.oauth2_token_url !== undefined)
+    columns.oauth2_token_url = normalizeUrl('oauth2_token_url', input.oauth2_token_url, { allowEmpty: true })
+  if (input.oauth2_scopes !== undefined) columns.oauth2_scopes = input.oauth2_scopes.trim().split(/\s+/).join(' ')
+  if (input.api_key_header !== undefined)
+    columns.api_key_header = input.api_key_header.trim()
+      ? checkHeaderName('api_key_header', input.api_key_header, { allowAuthorization: true })
+      : ''
+  if (input.tool_allow_list !== undefined)
+    columns.tool_allow_list = JSON.stringify(normalizeToolList(input.tool_allow_list))
+  if (input.tool_deny_list !== undefined)
+    columns.tool_deny_list = JSON.stringify(normalizeToolList(input.tool_deny_list))
+  if (input.availability !== undefined) columns.availability = input.availability
+  if (input.enabled !== undefined) columns.enabled = input.enabled ? 1 : 0
+  if (input.forward_identity_headers !== undefined)
+    columns.forward_identity_headers = input.forward_identity_headers ? 1 : 0
+
+  const authType = columns.auth_type ?? existing?.auth_type ?? 'none'
+  const typeChanged = existing !== undefined && authType !== existing.auth_type
+  if (typeChanged && existing.auth_type === 'oauth2')
+    Object.assign(columns, { ...OAUTH2_COLUMNS, ...pick(columns, OAUTH2_COLUMNS) })
+  if (typeChanged && existing.auth_type === 'api_key')
+    Object.assign(columns, { ...API_KEY_COLUMNS, ...pick(columns, API_KEY_COLUMNS) })
+  if (typeChanged && existing.auth_type === 'custom_headers' && input.custom_headers === undefined)
+    columns.custom_headers = null
+  // Manual OAuth settings replace whatever discovery had found.
+  if (['oauth2_client_id', 'oauth2_auth_url', 'oauth2_token_url'].some((name) => name in columns && !typeChanged))
+    columns.oauth2_registration = 'manual'
+
+  const customHeaders =
+    input.custom_headers === undefined
+      ? undefined
+      : checkCustomHeaders(input.custom_headers, authType === 'custom_headers')
+  const apiKey = input.api_key_value === undefined ? undefined : checkHeaderValue('api_key_value', input.api_key_value)
+  const clientSecret = input.oauth2_client_secret === undefined ? undefined : input.oauth2_client_secret.trim()
+  const merged = { ...existing, ...columns } as McpServerRow
+  const mode = checkAuthFields({
+    auth_type: authType,
+    oauth2_client_id: merged.oauth2_client_id ?? '',
+    oauth2_auth_url: merged.oauth2_auth_url ?? '',
+    oauth2_token_url: merged.oauth2_token_url ?? '',
+    api_key_header: merged.api_key_header ?? '',
+    hasApiKey: apiKey !== undefined || (merged.api_key_value ?? null) !== null,
+    customHeaderCount:
+      customHeaders !== undefined
+        ? Object.keys(customHeaders).length
+        : (merged.custom_headers ?? null) === null
+          ? 0
+          : 1,
+  })
+  return { columns, secrets: { clientSecret, apiKey, customHeaders }, mode, authType, typeChanged }
+}
+
+/** The entries of `values` whose keys `template` names: the columns the request itself set. */
+function pick(values: Updateable<McpServersTable>, template: Updateable<McpServersTable>) {
+  return Object.fromEntries(Object.entries(values).filter(([key]) => key in template))
+}
+
+async function sealSecrets(
+  keyring: Keyring,
+  serverId: string,
+  secrets: { clientSecret?: string; apiKey?: string; customHeaders?: Record<string, string> },
+): Promise<Updateable<McpServersTable>> {
+  const columns: Updateable<McpServersTable> = {}
+  if (secrets.clientSecret !== undefined)
+    columns.oauth2_client_secret = secrets.clientSecret
+      ? await sealValue(keyring, sealing(serverId, 'oauth2_client_secret'), secrets.clientSecret)
+      : null
+  if (secrets.apiKey !== undefined)
+    columns.api_key_value = await sealValue(keyring, sealing(serverId, 'api_key_value'), secrets.apiKey)
+  if (secrets.customHeaders !== undefined)
+    columns.custom_headers =
+      Object.keys(secrets.customHeaders).length > 0
+        ? await sealValue(keyring, sealing(serverId, 'custom_headers'), JSON.stringify(secrets.customHeaders))
+        : null
+  return columns
+}
+
+function translateWriteError(error: unknown): never {
+  if (isUniqueViolation(error)) throw new ApiError(409, 'An MCP server with this slug already exists')
+  if (isCheckViolation(error))
+    throw new ApiError(400, 'Invalid MCP server configuration', 'A field has a value the server does not accept')
+  throw error
+}
+
+async function discover(deps: UpstreamDeps, row: McpServerRow): Promise<DiscoveryResult> {
+  // The MCP client SDK loads on first use, off the start-up path (as the MCP endpoint's does).
+  const { DiscoveryError, discoverAndRegister } = await import('./discovery.ts')
+  const host = new URL(deps.config.publicUrl).host
+  try {
+    return await discoverAndRegister({
+      serverUrl: row.url,
+      callbackUrl: callbackUrlOf(deps.config.publicUrl, row.id),
+      scopes: row.oauth2_scopes || undefined,
+      fetch: deps.outboundFetch,
+      clientMetadataUrl: clientMetadataUrlOf(deps.config.publicUrl),
+      clientName: `Gatehouse (${host})`,
+      registrations: createRegistrationStore(deps.db, deps.keyring, new URL(deps.config.publicUrl).origin),
+    })
+  } catch (error) {
+    if (!(error instanceof DiscoveryError)) throw error
+    throw new ApiError(
+      400,
+      `OAuth2 discovery failed: ${error.message}`,
+      'Provide oauth2_client_id, oauth2_auth_url and oauth2_token_url yourself, or make sure the server publishes protected resource metadata (RFC 9728) and its authorization server accepts registration (RFC 7591) or client ID metadata documents',
+    )
+  }
+}
+
+/** Discovery for a stored row, its result written back; returns the updated row. */
+async function discoverInto(deps: UpstreamDeps, row: McpServerRow, userId: string): Promise<McpServerRow> {
+  const result = await discover(deps, row)
+  const secret = result.clientSecret
+    ? await sealValue(deps.keyring, sealing(row.id, 'oauth2_client_secret'), result.clientSecret)
+    : null
+  const updated = await updateServer(deps.db, row.id, {
+    ...discoveredColumns(result, row.oauth2_scopes),
+    oauth2_client_secret: secret,
+    updated_by: userId,
+    updated_at: nowSeconds(),
+  })
+  if (!updated) throw new ApiError(404, 'MCP server not found')
+  return updated
+}
+
+/**
+ * Creates a server. With `auth_type: oauth2` and no client settings, the row is inserted first
+ * so the callback URL registered upstream carries its real ID, then discovery and registration
+ * run; if they fail the row is deleted again and the answer names the failed step.
+ */
+export async function createServer(
+  deps: UpstreamDeps,
+  principal: Principal,
+  input: CreateServerInput,
+): Promise<McpServerRow> {
+  const organizationId = input.organization_id ?? (await findDefaultOrganization(deps.db)).id
+  await findAccessibleOrganization(deps.db, principal, organizationId, 'manage')
+  const { organization_id: _, ...fields } = input
+  const plan = planColumns(fields, undefined)
+  const id = crypto.randomUUID()
+  const now = nowSeconds()
+  let row: McpServerRow
+  try {
+    row = await insertServer(deps.db, {
+      id,
+      organization_id: organizationId,
+      display_name: plan.columns.display_name!,
+      slug: plan.columns.slug!,
+      url: plan.columns.url!,
+      transport: plan.columns.transport ?? 'streamable_http',
+      auth_type: plan.authType,
+      availability: plan.columns.availability ?? 'default_off',
+      ...plan.columns,
+      ...(await sealSecrets(deps.keyring, id, plan.secrets)),
+      created_by: principal.user.id,
+      updated_by: principal.user.id,
+      created_at: now,
+      updated_at: now,
+    })
+  } catch (error) {
+    translateWriteError(error)
+  }
+  if (plan.mode === 'discover') {
+    try {
+      row = await discoverInto(deps, row, principal.user.id)
+    } catch (error) {
+      await deleteServer(deps.db, id)
+      throw error
+    }
+  }
+  deps.logger.info('mcp server created', audit(row, principal))
+  return row
+}
+
+/**
+ * A partial update. Changing `auth_type` clears the previous type's settings and secrets in the
+ * same transaction (and, leaving oauth2, every user's tokens for the server). A change that ends
+ * in oauth2 without client settings runs discovery, as on creation.
+ */
+export async function updateServerConfig(
+  deps: UpstreamDeps,
+  principal: Principal,
+  id: string,
+  input: UpdateServerInput,
+): Promise<McpServerRow> {
+  const { row: existing } = await findVisibleServer(deps, principal, id, 'manage')
+  const plan = planColumns(input, existing)
+  const sealed = await sealSecrets(deps.keyring, id, plan.secrets)
+  // Discovery runs before anything is written, so a failure leaves the server as it was.
+  if (plan.mode === 'discover' && plan.typeChanged) {
+    const merged = { ...existing, ...plan.columns } as McpServerRow
+    const result = await discover(deps, merged)
+    Object.assign(plan.columns, discoveredColumns(result, merged.oauth2_scopes))
+    sealed.oauth2_client_secret = result.clientSecret
+      ? await sealValue(deps.keyring, sealing(id, 'oauth2_client_secret'), result.clientSecret)
+      : null
+  }
+  const oauthChanged =
+    plan.typeChanged ||
+    ['url', 'oauth2_client_id', 'oauth2_auth_url', 'oauth2_token_url'].some(
+      (name) =>
+        name in plan.columns &&
+        plan.columns[name as keyof typeof plan.columns] !== existing[name as keyof McpServerRow],
+    )
+  let row: McpServerRow | undefined
+  try {
+    row = await deps.db.transaction().execute(async (trx) => {
+      const updated = await updateServer(trx, id, {
+        ...plan.columns,
+        ...sealed,
+        updated_by: principal.user.id,
+        updated_at: nowSeconds(),
+      })
+      // Tokens issued under another client, endpoint or server are of no use any more.
+      if (updated && existing.auth_type === 'oauth2' && oauthChanged) await deleteUserTokensOfServer(trx, id)
+      return updated
+    })
+  } catch (error) {
+    translateWriteError(error)
+  }
+  if (!row) throw new ApiError(404, 'MCP server not found')
+  deps.logger.info('mcp server updated', { ...audit(row, principal), fields: Object.keys(input).sort() })
+  return row
+}
+
+/** Repeats discovery and registration, for an upstream whose authorization server moved. */
+export async function rediscoverServer(deps: UpstreamDeps, principal: Principal, id: string): Promise<McpServerRow> {
+  const { row } = await findVisibleServer(deps, principal, id, 'manage')
+  if (row.auth_type !== 'oauth2')
+    throw new ApiError(400, 'Only an oauth2 server has an authorization server to discover')
+  const updated = await discoverInto(deps, row, principal.user.id)
+  await deleteUserTokensOfServer(deps.db, id)
+  deps.logger.info('mcp server rediscovered', { ...audit(updated, principal), issuer: updated.oauth2_issuer })
+  return updated
+}
+
+export async function deleteServerConfig(deps: UpstreamDeps, principal: Principal, id: string): Promise<void> {
+  const { row } = await findVisibleServer(deps, principal, id, 'manage')
+  // The users' tokens and choices go with the row (ON DELETE CASCADE).
+  if (!(await deleteServer(deps.db, id))) throw new ApiError(404, 'MCP server not found')
+  deps.logger.info('mcp server deleted', audit(row, principal))
+}
+
+function audit(row: McpServerRow, principal: Principal) {
+  return { server_id: row.id, slug: row.slug, organization_id: row.organization_id, user_id: principal.user.id }
+}
