@@ -34,6 +34,7 @@ export interface Config {
   outboundAllowHosts: string[]
   outboundCaFile: string | undefined
   mcpFastPath: boolean
+  upstreamRefreshSkewSeconds: number
   /** Browser origins (besides the public URL's) allowed to call `/mcp`, as serialised origins. */
   allowedOrigins: string[]
 }
@@ -330,6 +331,13 @@ export const VARIABLES: Variable<keyof Config>[] = [
     description:
       'Answer plain `tools/call` requests without building a per-request SDK server (same bytes, a fraction of the cost)',
     parse: parseBoolean,
+  },
+  {
+    name: 'GATEHOUSE_UPSTREAM_REFRESH_SKEW',
+    field: 'upstreamRefreshSkewSeconds',
+    default: '60s',
+    description: "How long before a user's upstream OAuth access token expires Gatehouse refreshes it",
+    parse: parseDuration,
   },
   {
     name: 'GATEHOUSE_ALLOWED_ORIGINS',

@@ -118,6 +118,21 @@ export interface McpServerUserTokensTable {
   needs_reauth: Generated<number>
   created_at: number
   updated_at: number
+  /** Who is refreshing these tokens right now, and until when (unix seconds): one refresh at a time. */
+  refresh_lease_id: string | null
+  refresh_lease_until: number | null
+}
+
+export interface McpOAuthStatesTable {
+  /** hex(sha256(state)). */
+  state_hash: string
+  server_id: string
+  user_id: string
+  /** Sealed PKCE verifier. */
+  code_verifier: string
+  return_to: string | null
+  created_at: number
+  expires_at: number
 }
 
 export interface McpServerSelectionsTable {
@@ -249,6 +264,7 @@ export interface Database {
   mcp_server_user_tokens: McpServerUserTokensTable
   mcp_server_selections: McpServerSelectionsTable
   upstream_oauth_clients: UpstreamOAuthClientsTable
+  mcp_oauth_states: McpOAuthStatesTable
   oauth_clients: OAuthClientsTable
   oauth_client_secrets: OAuthClientSecretsTable
   oauth_consents: OAuthConsentsTable
@@ -269,6 +285,7 @@ export type ApiTokenRow = Selectable<ApiTokensTable>
 export type McpServerRow = Selectable<McpServersTable>
 export type McpServerUserTokenRow = Selectable<McpServerUserTokensTable>
 export type UpstreamOAuthClientRow = Selectable<UpstreamOAuthClientsTable>
+export type McpOAuthStateRow = Selectable<McpOAuthStatesTable>
 
 export type OAuthClientRow = Selectable<OAuthClientsTable>
 export type OAuthClientSecretRow = Selectable<OAuthClientSecretsTable>

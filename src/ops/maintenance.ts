@@ -4,13 +4,14 @@ import { nowSeconds } from '../db/index.ts'
 import type { AppDeps } from '../deps.ts'
 import { deleteUnusedDynamicClients } from '../oauth/client.repository.ts'
 import { deleteExpiredAuthorizationCodes, deleteExpiredTokens } from '../oauth/grant.repository.ts'
+import { deleteExpiredStates } from '../upstreams/oauth-state.repository.ts'
 
 /** Codes are kept a day past expiry so a late replay is still recognised as one. */
 const CODE_RETENTION_SECONDS = 86400
 
 /**
  * Deletes what has expired: sessions, OAuth codes and tokens, dynamic clients that were never
- * used, and login-failure counts whose window has ended.
+ * used, login-failure counts whose window has ended, and unfinished upstream authorizations.
  */
 export async function sweepExpired(deps: Pick<AppDeps, 'db' | 'config'>): Promise<void> {
   const now = nowSeconds()
@@ -19,6 +20,7 @@ export async function sweepExpired(deps: Pick<AppDeps, 'db' | 'config'>): Promis
   await deleteExpiredTokens(deps.db, now)
   await deleteUnusedDynamicClients(deps.db, now - deps.config.dynamicClientTtlSeconds)
   await deleteStaleLoginFailures(deps.db, now - deps.config.loginWindowSeconds)
+  await deleteExpiredStates(deps.db, now)
 }
 
 /** Runs the sweep now and then every `intervalMs`; safe on every replica at once. */

@@ -29,13 +29,15 @@ export interface Page {
   status: number
   title: string
   body: string
+  /** An inline script, allowed by this response's nonce alone. */
+  script?: string
 }
 
 /**
  * A complete page: no external assets, a CSP that allows only this response's inline style, no
  * framing (clickjacking on consent), no referrer (authorize URLs carry state), never cached.
  */
-export function renderPage({ status, title, body }: Page): Response {
+export function renderPage({ status, title, body, script }: Page): Response {
   const nonce = crypto.randomUUID().replaceAll('-', '')
   const html = `<!doctype html>
 <html lang="en">
@@ -48,7 +50,7 @@ export function renderPage({ status, title, body }: Page): Response {
 <body>
 <main>
 ${body}
-</main>
+</main>${script ? `\n<script nonce="${nonce}">${script}</script>` : ''}
 </body>
 </html>
 `
@@ -56,7 +58,7 @@ ${body}
     status,
     headers: {
       'content-type': 'text/html; charset=utf-8',
-      'content-security-policy': `default-src 'none'; style-src 'nonce-${nonce}'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'`,
+      'content-security-policy': `default-src 'none'; style-src 'nonce-${nonce}';${script ? ` script-src 'nonce-${nonce}';` : ''} img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'`,
       'x-frame-options': 'DENY',
       'x-content-type-options': 'nosniff',
       'referrer-policy': 'no-referrer',

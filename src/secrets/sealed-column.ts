@@ -60,6 +60,7 @@ export const SEALED_TABLES: SealedTable[] = [
   { table: 'mcp_servers', key: ['id'], columns: ['oauth2_client_secret', 'api_key_value', 'custom_headers'] },
   { table: 'mcp_server_user_tokens', key: ['server_id', 'user_id'], columns: ['access_token', 'refresh_token'] },
   { table: 'upstream_oauth_clients', key: ['id'], columns: ['client_secret', 'registration_access_token'] },
+  { table: 'mcp_oauth_states', key: ['state_hash'], columns: ['code_verifier'] },
 ]
 
 type Row = Record<string, unknown>

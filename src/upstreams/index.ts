@@ -1,6 +1,11 @@
 import { Elysia, t } from 'elysia'
 import { authPlugin } from '../auth/index.ts'
 import type { AppDeps } from '../deps.ts'
+import { basePathOf } from '../config.ts'
+import { ApiError } from '../http/errors.ts'
+import { safeReturnTo } from '../http/return-to.ts'
+import { renderConnectedPage, renderConnectFailedPage } from '../pages/connect-result.ts'
+import { disconnect, finishConnect, setSelection, startConnect } from './connection.service.ts'
 import { UpstreamsModel } from './model.ts'
 import { listMetadataDocumentCallbacks } from './upstream.repository.ts'
 import {
@@ -16,6 +21,11 @@ import {
 } from './upstream.service.ts'
 
 const idParams = t.Object({ id: t.String({ maxLength: 64 }) })
+
+/** JSON for API clients that ask for it and do not take HTML; pages and redirects for browsers. */
+function wantsJson(accept: string | undefined): boolean {
+  return !!accept && accept.includes('application/json') && !accept.includes('text/html')
+}
 
 /** Upstream MCP servers an organization's admins register, under /api/v1/mcp/servers. */
 export const upstreamsModule = (deps: AppDeps) =>
@@ -91,6 +101,78 @@ export const upstreamsModule = (deps: AppDeps) =>
         params: idParams,
         response: { 200: 'upstreams.server', 400: 'api.error', 403: 'api.error', 404: 'api.error', 409: 'api.error' },
         detail: { summary: 'Discover and register again (the upstream moved its authorization server)' },
+      },
+    )
+    .get(
+      '/servers/:id/oauth2/connect',
+      async ({ params, query, principal, headers, redirect }) => {
+        const returnTo =
+          query.return_to === undefined
+            ? undefined
+            : safeReturnTo(query.return_to, deps.config.publicUrl, '') || undefined
+        const url = await startConnect(deps, principal, params.id, returnTo)
+        // A script (a frontend calling with fetch) asks for the URL; a browser follows the redirect.
+        if (wantsJson(headers.accept)) return { authorization_url: url.href }
+        return redirect(url.href, 302)
+      },
+      {
+        auth: true,
+        params: idParams,
+        query: t.Object({ return_to: t.Optional(t.String({ maxLength: 2048 })) }),
+        detail: { summary: 'Start connecting your account: a redirect to the upstream’s authorization page' },
+      },
+    )
+    .get(
+      '/servers/:id/oauth2/callback',
+      async ({ params, query, principal, headers, redirect }) => {
+        const connections = `${basePathOf(deps.config.publicUrl)}/connections`
+        const html = !wantsJson(headers.accept)
+        try {
+          const { returnTo, server } = await finishConnect(deps, principal, params.id, query)
+          if (!html) return { connected: true }
+          if (returnTo) return redirect(returnTo, 303)
+          return renderConnectedPage(server.display_name, connections)
+        } catch (error) {
+          if (!(error instanceof ApiError) || !html) throw error
+          return renderConnectFailedPage(error.status, error.message, connections)
+        }
+      },
+      {
+        auth: true,
+        params: idParams,
+        query: t.Object({
+          code: t.Optional(t.String({ maxLength: 4096 })),
+          state: t.Optional(t.String({ maxLength: 512 })),
+          iss: t.Optional(t.String({ maxLength: 2048 })),
+          error: t.Optional(t.String({ maxLength: 512 })),
+          error_description: t.Optional(t.String({ maxLength: 2048 })),
+        }),
+        detail: { summary: 'Where the upstream sends you back; stores your tokens, encrypted' },
+      },
+    )
+    .delete(
+      '/servers/:id/oauth2/disconnect',
+      async ({ params, principal, set }) => {
+        await disconnect(deps, principal, params.id)
+        set.status = 204
+      },
+      {
+        auth: true,
+        params: idParams,
+        response: { 204: t.Void() },
+        detail: { summary: 'Forget (and revoke upstream) your tokens for this server; 204 also when there were none' },
+      },
+    )
+    .put(
+      '/servers/:id/selection',
+      async ({ params, body, principal }) =>
+        presentServer(deps, principal, await setSelection(deps, principal, params.id, body.selected), 'redacted'),
+      {
+        auth: true,
+        params: idParams,
+        body: t.Object({ selected: t.Boolean() }),
+        response: { 200: 'upstreams.server', 404: 'api.error' },
+        detail: { summary: 'Include the server in your /mcp or leave it out (force_on servers stay in)' },
       },
     )
     .get(

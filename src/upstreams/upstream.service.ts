@@ -13,6 +13,8 @@ import { findAccessibleOrganization, organizationRoleOf } from '../orgs/org.serv
 import type { Keyring } from '../secrets/keyring.ts'
 import { openValue, sealValue } from '../secrets/sealed-column.ts'
 import type { DiscoveryResult } from './discovery.ts'
+import { sealing, type UpstreamDeps } from './server-secrets.ts'
+import { refreshExpiredForListing } from './upstream-tokens.ts'
 import type { CreateServerInput, UpdateServerInput, UpstreamServerDto } from './model.ts'
 import { createRegistrationStore } from './registration.repository.ts'
 import {
@@ -35,14 +37,6 @@ import {
   normalizeUrl,
 } from './validation.ts'
 
-export interface UpstreamDeps {
-  db: Kysely<Database>
-  config: Config
-  logger: Logger
-  keyring: Keyring
-  outboundFetch: OutboundFetch
-}
-
 type View = 'full' | 'redacted'
 
 /** Where the upstream sends the user back after they authorize Gatehouse there. */
@@ -56,26 +50,6 @@ export function callbackUrlOf(publicUrl: string, serverId: string): string {
  */
 export function clientMetadataUrlOf(publicUrl: string): string | undefined {
   return publicUrl.startsWith('https://') ? `${publicUrl}/api/v1/mcp/client-metadata` : undefined
-}
-
-const sealing = (serverId: string, column: 'oauth2_client_secret' | 'api_key_value' | 'custom_headers') => ({
-  table: 'mcp_servers',
-  column,
-  rowKey: serverId,
-})
-
-/** Opens a server's sealed columns, for the code that calls upstreams. */
-export async function openServerSecrets(keyring: Keyring, row: McpServerRow) {
-  const open = async (column: 'oauth2_client_secret' | 'api_key_value' | 'custom_headers') => {
-    const stored = row[column]
-    return stored === null ? undefined : openValue(keyring, sealing(row.id, column), stored)
-  }
-  const headers = await open('custom_headers')
-  return {
-    oauth2ClientSecret: await open('oauth2_client_secret'),
-    apiKeyValue: await open('api_key_value'),
-    customHeaders: headers === undefined ? {} : (JSON.parse(headers) as Record<string, string>),
-  }
 }
 
 function connectionOf(row: McpServerRow, token: McpServerUserTokenRow | undefined, now: number) {
@@ -157,7 +131,10 @@ function viewOf(roles: 'all' | Map<string, 'admin' | 'member'>, row: McpServerRo
 
 async function withUserState(deps: UpstreamDeps, principal: Principal, rows: [McpServerRow, View][]) {
   const ids = rows.map(([row]) => row.id)
-  const tokens = new Map((await listUserTokens(deps.db, principal.user.id, ids)).map((t) => [t.server_id, t]))
+  // As in the seed: expired tokens are refreshed (in parallel, time-capped) so the status is true.
+  const stored = await listUserTokens(deps.db, principal.user.id, ids)
+  const servers = new Map(rows.map(([row]) => [row.id, row]))
+  const tokens = new Map((await refreshExpiredForListing(deps, servers, stored)).map((t) => [t.server_id, t]))
   const choices = await listSelections(deps.db, principal.user.id, ids)
   const now = nowSeconds()
   return rows.map(([row, view]) =>

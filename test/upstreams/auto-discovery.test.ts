@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'bun:test'
-import { openServerSecrets } from '../../src/upstreams/upstream.service.ts'
+import { openServerSecrets } from '../../src/upstreams/server-secrets.ts'
 import { startOAuthServer, startV1SessionMcpServer, startV2McpServer } from '../fixtures/upstreams.ts'
 import { bootstrapOwner, setup, type TestContext } from '../setup.ts'
 

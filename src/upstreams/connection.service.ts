@@ -1,0 +1,200 @@
+import type { Principal } from '../auth/index.ts'
+import { generateSecret, hashToken } from '../auth/token.ts'
+import { nowSeconds } from '../db/index.ts'
+import type { McpServerRow } from '../db/schema.ts'
+import { ApiError } from '../http/errors.ts'
+import { openValue, sealValue } from '../secrets/sealed-column.ts'
+import {
+  exchangeUpstreamCode,
+  revokeUpstreamToken,
+  startUpstreamAuthorization,
+  upstreamClientOf,
+} from './oauth-client.ts'
+import { openServerSecrets, type UpstreamDeps } from './server-secrets.ts'
+import { callbackUrlOf, findVisibleServer } from './upstream.service.ts'
+import { storeConnection, tokenBinding } from './upstream-tokens.ts'
+import { claimState, insertState } from './oauth-state.repository.ts'
+import { deleteUserToken } from './user-token.repository.ts'
+
+/** An authorization must finish within this long after it started (DESIGN.md: 10 minutes). */
+const STATE_TTL_SECONDS = 600
+
+const verifierBinding = (stateHash: string) => ({
+  table: 'mcp_oauth_states',
+  column: 'code_verifier',
+  rowKey: stateHash,
+})
+
+function assertConnectable(row: McpServerRow): void {
+  if (row.enabled !== 1) throw new ApiError(400, `${row.display_name} is disabled; an admin must enable it first`)
+  if (row.auth_type !== 'oauth2')
+    throw new ApiError(
+      400,
+      `${row.display_name} does not use OAuth (its auth_type is ${row.auth_type}); there is nothing to connect`,
+    )
+  if (!row.oauth2_auth_url || !row.oauth2_token_url || !row.oauth2_client_id)
+    throw new ApiError(
+      400,
+      `${row.display_name} has no authorization URL configured; ask an admin to finish its OAuth settings`,
+    )
+}
+
+/**
+ * Starts the user's authorization at the upstream: a random `state`, single use, bound to the
+ * user and the server, kept 10 minutes in the database so any replica can finish the flow; a
+ * PKCE S256 verifier kept sealed beside it; `resource` and the configured scopes.
+ */
+export async function startConnect(
+  deps: UpstreamDeps,
+  principal: Principal,
+  serverId: string,
+  returnTo: string | undefined,
+): Promise<URL> {
+  const { row } = await findVisibleServer(deps, principal, serverId)
+  assertConnectable(row)
+  const client = upstreamClientOf(row, (await openServerSecrets(deps.keyring, row)).oauth2ClientSecret)
+  const state = generateSecret()
+  const stateHash = hashToken(state)
+  const { authorizationUrl, codeVerifier } = await startUpstreamAuthorization(client, {
+    redirectUrl: callbackUrlOf(deps.config.publicUrl, row.id),
+    state,
+  })
+  const now = nowSeconds()
+  await insertState(deps.db, {
+    state_hash: stateHash,
+    server_id: row.id,
+    user_id: principal.user.id,
+    code_verifier: await sealValue(deps.keyring, verifierBinding(stateHash), codeVerifier),
+    return_to: returnTo ?? null,
+    created_at: now,
+    expires_at: now + STATE_TTL_SECONDS,
+  })
+  return authorizationUrl
+}
+
+export interface CallbackQuery {
+  code?: string
+  state?: string
+  iss?: string
+  error?: string
+  error_description?: string
+}
+
+/** Text from an upstream shown to the user: printable, bounded, so a page or log cannot be abused with it. */
+function quoted(value: string): string {
+  return value.replace(/[^\x20-\x7e]/g, '').slice(0, 300)
+}
+
+/**
+ * Finishes the authorization: the state must be one this user started for this server and not
+ * expired or used; `iss` must name the server's issuer (RFC 9207) when it sends one or must; the
+ * code is exchanged with the verifier and `resource`, and the tokens are stored sealed. Nothing
+ * is stored on any failure. Returns where the user asked to go afterwards.
+ */
+export async function finishConnect(
+  deps: UpstreamDeps,
+  principal: Principal,
+  serverId: string,
+  query: CallbackQuery,
+): Promise<{ returnTo?: string; server: McpServerRow }> {
+  const state = query.state ? await claimState(deps.db, hashToken(query.state)) : undefined
+  if (query.error)
+    throw new ApiError(
+      400,
+      `The authorization server refused: ${quoted(query.error)}${query.error_description ? ` (${quoted(query.error_description)})` : ''}`,
+    )
+  if (!query.code) throw new ApiError(400, 'The callback has no authorization code')
+  if (!query.state) throw new ApiError(400, 'The callback has no state')
+  if (!state) throw new ApiError(400, 'This sign-in link is unknown or was already used; start connecting again')
+  if (state.server_id !== serverId || state.user_id !== principal.user.id)
+    throw new ApiError(400, 'This sign-in was started by another user or for another server; start connecting again')
+  if (state.expires_at <= nowSeconds()) throw new ApiError(400, 'This sign-in took too long; start connecting again')
+  const { row } = await findVisibleServer(deps, principal, serverId)
+  assertConnectable(row)
+  const client = upstreamClientOf(row, (await openServerSecrets(deps.keyring, row)).oauth2ClientSecret)
+  if ((query.iss !== undefined || row.oauth2_iss_required === 1) && query.iss !== client.issuer)
+    throw new ApiError(400, 'The callback names another authorization server (iss) than this server uses')
+  const codeVerifier = await openValue(deps.keyring, verifierBinding(state.state_hash), state.code_verifier)
+  let tokens: Awaited<ReturnType<typeof exchangeUpstreamCode>>
+  try {
+    tokens = await exchangeUpstreamCode(client, deps.outboundFetch, {
+      code: query.code,
+      codeVerifier,
+      redirectUri: callbackUrlOf(deps.config.publicUrl, row.id),
+      ...(query.iss !== undefined ? { iss: query.iss } : {}),
+    })
+  } catch (error) {
+    deps.logger.warn('upstream code exchange failed', {
+      server_id: row.id,
+      user_id: principal.user.id,
+      error: error instanceof Error ? error.name : 'unknown',
+    })
+    throw new ApiError(
+      502,
+      `${row.display_name}'s authorization server did not issue tokens for this sign-in`,
+      'Try connecting again; if it keeps failing, tell your Gatehouse admin',
+    )
+  }
+  await storeConnection(deps, { serverId: row.id, userId: principal.user.id }, tokens, row.oauth2_scopes)
+  deps.logger.info('upstream connected', { server_id: row.id, user_id: principal.user.id })
+  return { returnTo: state.return_to ?? undefined, server: row }
+}
+
+/**
+ * Forgets the caller's tokens for a server, then revokes them upstream when its authorization
+ * server has a revocation endpoint (best effort, after the answer). Idempotent.
+ */
+export async function disconnect(deps: UpstreamDeps, principal: Principal, serverId: string): Promise<void> {
+  const deleted = await deleteUserToken(deps.db, serverId, principal.user.id)
+  if (!deleted) return
+  deps.logger.info('upstream disconnected', { server_id: serverId, user_id: principal.user.id })
+  void revokeDeleted(deps, serverId, deleted).catch((error) =>
+    deps.logger.warn('upstream token revocation failed', {
+      server_id: serverId,
+      error: error instanceof Error ? error.message : String(error),
+    }),
+  )
+}
+
+async function revokeDeleted(
+  deps: UpstreamDeps,
+  serverId: string,
+  token: NonNullable<Awaited<ReturnType<typeof deleteUserToken>>>,
+): Promise<void> {
+  const server = await deps.db.selectFrom('mcp_servers').selectAll().where('id', '=', serverId).executeTakeFirst()
+  if (!server?.oauth2_revocation_url) return
+  const client = upstreamClientOf(server, (await openServerSecrets(deps.keyring, server)).oauth2ClientSecret)
+  const binding = (column: string) => tokenBinding(token, column)
+  if (token.refresh_token)
+    await revokeUpstreamToken(
+      client,
+      deps.outboundFetch,
+      await openValue(deps.keyring, binding('refresh_token'), token.refresh_token),
+      'refresh_token',
+    )
+  await revokeUpstreamToken(
+    client,
+    deps.outboundFetch,
+    await openValue(deps.keyring, binding('access_token'), token.access_token),
+    'access_token',
+  )
+}
+
+/** Opts the user in or out of a server in `/mcp`; `force_on` servers stay in, whatever is asked. */
+export async function setSelection(
+  deps: UpstreamDeps,
+  principal: Principal,
+  serverId: string,
+  selected: boolean,
+): Promise<McpServerRow> {
+  const { row } = await findVisibleServer(deps, principal, serverId)
+  if (row.availability === 'force_on') return row
+  await deps.db
+    .insertInto('mcp_server_selections')
+    .values({ server_id: row.id, user_id: principal.user.id, selected: selected ? 1 : 0, updated_at: nowSeconds() })
+    .onConflict((oc) =>
+      oc.columns(['server_id', 'user_id']).doUpdateSet({ selected: selected ? 1 : 0, updated_at: nowSeconds() }),
+    )
+    .execute()
+  return row
+}

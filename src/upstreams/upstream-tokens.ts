@@ -1,0 +1,227 @@
+import type { OAuthTokens } from '@modelcontextprotocol/client'
+import { nowSeconds } from '../db/index.ts'
+import type { McpServerRow, McpServerUserTokenRow } from '../db/schema.ts'
+import { openValue, sealValue } from '../secrets/sealed-column.ts'
+import { isInvalidGrant, refreshUpstreamTokens, upstreamClientOf } from './oauth-client.ts'
+import { openServerSecrets, type UpstreamDeps } from './server-secrets.ts'
+import { claimRefreshLease, findUserToken, updateUnderLease, upsertUserToken } from './user-token.repository.ts'
+
+/**
+ * The one place a user's upstream OAuth tokens are read. An access token close to expiry (the
+ * configured skew) is refreshed first, and again when an upstream answers 401. One refresh runs
+ * at a time per (server, user): within a process callers share one promise, across processes a
+ * lease taken by a conditional UPDATE decides and the others wait for its result. The refresh
+ * never runs on the caller's abort signal, so a rotated refresh token is stored even when the
+ * request that needed it was cancelled. `invalid_grant` marks the connection `needs_reauth` and
+ * nothing refreshes it again until the user reconnects; network errors and 5xx are transient.
+ */
+export class UpstreamTokenError extends Error {
+  constructor(
+    readonly reason: 'not_connected' | 'needs_reauth' | 'unavailable',
+    message: string,
+  ) {
+    super(message)
+    this.name = 'UpstreamTokenError'
+  }
+}
+
+/** How long a lease holds; a process that died mid-refresh delays the next one by at most this. */
+const LEASE_SECONDS = 30
+/** How long a caller waits for another process's refresh before giving up for now. */
+const WAIT_FOR_OTHERS_MS = 15_000
+const POLL_MS = 100
+
+export const tokenBinding = (row: Pick<McpServerUserTokenRow, 'server_id' | 'user_id'>, column: string) => ({
+  table: 'mcp_server_user_tokens',
+  column,
+  rowKey: `${row.server_id}/${row.user_id}`,
+})
+
+const inFlight = new Map<string, Promise<McpServerUserTokenRow>>()
+
+/** Whether the access token is good for at least `skew` more seconds (no expiry: until an upstream says no). */
+export function isFresh(token: Pick<McpServerUserTokenRow, 'expires_at'>, now: number, skewSeconds: number): boolean {
+  return token.expires_at === null || token.expires_at - skewSeconds > now
+}
+
+/** Seals and stores the tokens of a finished authorization, replacing any earlier connection. */
+export async function storeConnection(
+  deps: UpstreamDeps,
+  key: { serverId: string; userId: string },
+  tokens: OAuthTokens,
+  requestedScopes: string,
+): Promise<void> {
+  const now = nowSeconds()
+  const binding = { server_id: key.serverId, user_id: key.userId }
+  await upsertUserToken(deps.db, {
+    ...binding,
+    access_token: await sealValue(deps.keyring, tokenBinding(binding, 'access_token'), tokens.access_token),
+    refresh_token: tokens.refresh_token
+      ? await sealValue(deps.keyring, tokenBinding(binding, 'refresh_token'), tokens.refresh_token)
+      : null,
+    token_type: tokens.token_type || 'Bearer',
+    expires_at: tokens.expires_in === undefined ? null : now + Number(tokens.expires_in),
+    scopes: tokens.scope ?? requestedScopes,
+    needs_reauth: 0,
+    created_at: now,
+    updated_at: now,
+  })
+}
+
+export async function openAccessToken(deps: UpstreamDeps, token: McpServerUserTokenRow): Promise<string> {
+  return openValue(deps.keyring, tokenBinding(token, 'access_token'), token.access_token)
+}
+
+/** The user's access token for an oauth2 server, refreshed first when it is about to expire. */
+export async function upstreamAccessToken(deps: UpstreamDeps, server: McpServerRow, userId: string): Promise<string> {
+  const token = await findUserToken(deps.db, server.id, userId)
+  if (!token) throw new UpstreamTokenError('not_connected', `you have not connected ${server.display_name} yet`)
+  if (token.needs_reauth === 1)
+    throw new UpstreamTokenError('needs_reauth', `reconnect ${server.display_name}: its sign-in has ended`)
+  if (isFresh(token, nowSeconds(), deps.config.upstreamRefreshSkewSeconds)) return openAccessToken(deps, token)
+  return openAccessToken(deps, await refreshShared(deps, server, token))
+}
+
+/**
+ * After an upstream answered 401 to `rejected`: a refreshed token if there is a new one (someone
+ * else refreshed meanwhile, or this refresh succeeds), undefined when refreshing cannot help.
+ */
+export async function refreshAfterUnauthorized(
+  deps: UpstreamDeps,
+  server: McpServerRow,
+  userId: string,
+  rejected: string,
+): Promise<string | undefined> {
+  const token = await findUserToken(deps.db, server.id, userId)
+  if (!token || token.needs_reauth === 1) return undefined
+  const current = await openAccessToken(deps, token)
+  if (current !== rejected) return current
+  try {
+    return await openAccessToken(deps, await refreshShared(deps, server, token))
+  } catch (error) {
+    if (error instanceof UpstreamTokenError) return undefined
+    throw error
+  }
+}
+
+/** One refresh per (server, user) in this process; the others await the same promise. */
+function refreshShared(deps: UpstreamDeps, server: McpServerRow, token: McpServerUserTokenRow) {
+  const key = `${server.id}/${token.user_id}`
+  let pending = inFlight.get(key)
+  if (!pending) {
+    pending = refreshAcrossProcesses(deps, server, token).finally(() => inFlight.delete(key))
+    inFlight.set(key, pending)
+  }
+  return pending
+}
+
+async function refreshAcrossProcesses(
+  deps: UpstreamDeps,
+  server: McpServerRow,
+  read: McpServerUserTokenRow,
+): Promise<McpServerUserTokenRow> {
+  const key = { serverId: server.id, userId: read.user_id }
+  const deadline = Date.now() + WAIT_FOR_OTHERS_MS
+  let token = read
+  for (;;) {
+    if (!token.refresh_token)
+      throw new UpstreamTokenError('needs_reauth', `reconnect ${server.display_name}: its sign-in has expired`)
+    const lease = {
+      id: crypto.randomUUID(),
+      until: nowSeconds() + LEASE_SECONDS,
+      accessToken: token.access_token,
+      now: nowSeconds(),
+    }
+    if (await claimRefreshLease(deps.db, key, lease)) return refreshUnderLease(deps, server, token, lease.id)
+    // Someone else holds the lease (or already wrote new tokens): wait for what they store.
+    for (;;) {
+      if (Date.now() > deadline)
+        throw new UpstreamTokenError('unavailable', `${server.display_name}'s sign-in is being renewed; try again`)
+      await Bun.sleep(POLL_MS)
+      const latest = await findUserToken(deps.db, key.serverId, key.userId)
+      if (!latest) throw new UpstreamTokenError('not_connected', `you have not connected ${server.display_name} yet`)
+      if (latest.needs_reauth === 1)
+        throw new UpstreamTokenError('needs_reauth', `reconnect ${server.display_name}: its sign-in has ended`)
+      if (latest.access_token !== token.access_token) return latest
+      if (latest.refresh_lease_until === null || latest.refresh_lease_until < nowSeconds()) {
+        token = latest
+        break
+      }
+    }
+  }
+}
+
+async function refreshUnderLease(
+  deps: UpstreamDeps,
+  server: McpServerRow,
+  token: McpServerUserTokenRow,
+  leaseId: string,
+): Promise<McpServerUserTokenRow> {
+  const key = { serverId: server.id, userId: token.user_id }
+  const client = upstreamClientOf(server, (await openServerSecrets(deps.keyring, server)).oauth2ClientSecret)
+  const refreshToken = await openValue(deps.keyring, tokenBinding(token, 'refresh_token'), token.refresh_token!)
+  let tokens: OAuthTokens
+  try {
+    tokens = await refreshUpstreamTokens(client, deps.outboundFetch, refreshToken)
+  } catch (error) {
+    const now = nowSeconds()
+    if (await isInvalidGrant(error)) {
+      await updateUnderLease(deps.db, key, leaseId, { needs_reauth: 1, updated_at: now })
+      deps.logger.info('upstream refresh token refused; the user must reconnect', {
+        server_id: server.id,
+        user_id: token.user_id,
+      })
+      throw new UpstreamTokenError('needs_reauth', `reconnect ${server.display_name}: its sign-in has ended`)
+    }
+    await updateUnderLease(deps.db, key, leaseId, {})
+    deps.logger.warn('upstream token refresh failed', {
+      server_id: server.id,
+      user_id: token.user_id,
+      error: error instanceof Error ? error.message : String(error),
+    })
+    throw new UpstreamTokenError('unavailable', `${server.display_name}'s sign-in could not be renewed right now`)
+  }
+  const now = nowSeconds()
+  const update = {
+    access_token: await sealValue(deps.keyring, tokenBinding(token, 'access_token'), tokens.access_token),
+    // The SDK returns the old refresh token when the server rotates none.
+    refresh_token: tokens.refresh_token
+      ? await sealValue(deps.keyring, tokenBinding(token, 'refresh_token'), tokens.refresh_token)
+      : token.refresh_token,
+    token_type: tokens.token_type || token.token_type,
+    expires_at: tokens.expires_in === undefined ? null : now + Number(tokens.expires_in),
+    scopes: tokens.scope ?? token.scopes,
+    updated_at: now,
+  }
+  if (!(await updateUnderLease(deps.db, key, leaseId, update)))
+    throw new UpstreamTokenError('not_connected', `${server.display_name} was disconnected meanwhile`)
+  return { ...token, ...update, refresh_lease_id: null, refresh_lease_until: null }
+}
+
+/**
+ * Refreshes, in parallel and within `timeoutMs`, the expired tokens among `tokens`, so a list of
+ * servers shows their real status. A refresh that does not finish in time goes on in the
+ * background and its server is reported as it stands.
+ */
+export async function refreshExpiredForListing(
+  deps: UpstreamDeps,
+  servers: Map<string, McpServerRow>,
+  tokens: McpServerUserTokenRow[],
+  timeoutMs = 3000,
+): Promise<McpServerUserTokenRow[]> {
+  const now = nowSeconds()
+  const refreshed = tokens.map(async (token) => {
+    const server = servers.get(token.server_id)
+    if (!server || server.auth_type !== 'oauth2' || token.needs_reauth === 1 || !token.refresh_token) return token
+    if (token.expires_at === null || token.expires_at > now) return token
+    return refreshShared(deps, server, token).catch(() =>
+      findUserToken(deps.db, token.server_id, token.user_id).then((t) => t ?? token),
+    )
+  })
+  const timeout = new Promise<'timeout'>((resolve) => setTimeout(resolve, timeoutMs, 'timeout').unref?.())
+  return Promise.all(
+    refreshed.map((pending, index) =>
+      Promise.race([pending, timeout]).then((result) => (result === 'timeout' ? tokens[index] : result)),
+    ),
+  )
+}
