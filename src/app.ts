@@ -6,6 +6,7 @@ import type { AppDeps } from './deps.ts'
 import { bodyTooLarge, declaresTooLargeBody } from './http/body-limit.ts'
 import { ApiError, jsonError } from './http/errors.ts'
 import { checkBodyForNul, findNulInUrl, NUL_MESSAGE } from './http/reject-nul.ts'
+import { identityLoginModule } from './auth/idp-login.ts'
 import { loginPageModule } from './auth/login-page.ts'
 import { mcpModule } from './mcp/index.ts'
 import { appsModule } from './oauth/apps.routes.ts'
@@ -16,6 +17,7 @@ import { opsModule } from './ops/index.ts'
 import { currentRequestContext } from './ops/request-context.ts'
 import { orgsModule } from './orgs/index.ts'
 import { tokensModule } from './tokens/index.ts'
+import { connectionsPageModule } from './upstreams/connections-page.ts'
 import { upstreamsModule } from './upstreams/index.ts'
 import { usersModule } from './users/index.ts'
 
@@ -119,12 +121,14 @@ export function createApp(deps: AppDeps) {
     .use(mcpModule(deps))
     .use(oauthModule(deps))
     .use(loginPageModule(deps))
+    .use(identityLoginModule(deps))
     .use(authModule(deps))
     .use(usersModule(deps))
     .use(tokensModule(deps))
     .use(orgsModule(deps))
     .use(appsModule(deps))
     .use(upstreamsModule(deps))
+    .use(connectionsPageModule(deps))
 }
 
 export type App = ReturnType<typeof createApp>

@@ -37,6 +37,14 @@ export interface Config {
   upstreamRefreshSkewSeconds: number
   /** Browser origins (besides the public URL's) allowed to call `/mcp`, as serialised origins. */
   allowedOrigins: string[]
+  /** A generic OpenID Connect login provider, when its issuer and client are configured. */
+  oidc:
+    | { issuer: string; clientId: string; clientSecret: string | undefined; scopes: string[]; displayName: string }
+    | undefined
+  oidcAllowSignups: boolean
+  /** GitHub (or GitHub Enterprise) login, when its client is configured. */
+  github: { clientId: string; clientSecret: string; url: string; apiUrl: string } | undefined
+  passwordLogin: boolean
 }
 
 /** One documented variable: its name, default and how it is read. Drives both parsing and the README table. */
@@ -132,6 +140,56 @@ function parseOrigins(raw: string): string[] {
     if (!origins.includes(url.origin)) origins.push(url.origin)
   }
   return origins
+}
+
+function parseAbsoluteUrl(name: string, raw: string): string {
+  const url = URL.parse(raw.trim())
+  if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:') || url.search || url.hash)
+    throw new BadValue(`${name} must be an absolute http(s) URL without query or fragment, got "${raw}"`)
+  return url.href.replace(/\/+$/, '')
+}
+
+/**
+ * The OpenID Connect provider from its five variables, read together (each row of the table parses
+ * all of them, so the first one present reports a problem and the rest agree).
+ */
+function parseOidc(_raw: string, env: Record<string, string | undefined>): Config['oidc'] {
+  const issuer = env.GATEHOUSE_OIDC_ISSUER?.trim()
+  const clientId = env.GATEHOUSE_OIDC_CLIENT_ID?.trim()
+  if (!issuer && !clientId) return undefined
+  if (!issuer) throw new BadValue('needs GATEHOUSE_OIDC_ISSUER too')
+  if (!clientId) throw new BadValue('needs GATEHOUSE_OIDC_CLIENT_ID too')
+  const url = URL.parse(issuer)
+  if (!url || (url.protocol !== 'https:' && !['localhost', '127.0.0.1', '[::1]'].includes(url.hostname)))
+    throw new BadValue(`the issuer must be an https URL (http only on loopback), got "${issuer}"`)
+  if (url.search || url.hash || /[?#]/.test(issuer)) throw new BadValue('the issuer must not have a query or fragment')
+  const scopes = (env.GATEHOUSE_OIDC_SCOPES ?? 'openid email profile offline_access').split(/\s+/).filter(Boolean)
+  if (!scopes.includes('openid')) throw new BadValue('GATEHOUSE_OIDC_SCOPES must include openid')
+  return {
+    // As written: discovery compares it with the provider's `issuer`, which may end in a slash (Auth0).
+    issuer,
+    clientId,
+    clientSecret: env.GATEHOUSE_OIDC_CLIENT_SECRET?.trim() || undefined,
+    scopes,
+    displayName: env.GATEHOUSE_OIDC_DISPLAY_NAME?.trim() || 'Single sign-on',
+  }
+}
+
+function parseGithub(_raw: string, env: Record<string, string | undefined>): Config['github'] {
+  const clientId = env.GATEHOUSE_GITHUB_CLIENT_ID?.trim()
+  const clientSecret = env.GATEHOUSE_GITHUB_CLIENT_SECRET?.trim()
+  if (!clientId && !clientSecret) return undefined
+  if (!clientId) throw new BadValue('needs GATEHOUSE_GITHUB_CLIENT_ID too')
+  if (!clientSecret) throw new BadValue('needs GATEHOUSE_GITHUB_CLIENT_SECRET too')
+  const url = env.GATEHOUSE_GITHUB_URL
+    ? parseAbsoluteUrl('GATEHOUSE_GITHUB_URL', env.GATEHOUSE_GITHUB_URL)
+    : 'https://github.com'
+  return {
+    clientId,
+    clientSecret,
+    url,
+    apiUrl: url === 'https://github.com' ? 'https://api.github.com' : `${url}/api/v3`,
+  }
 }
 
 function parseDatabaseUrl(raw: string): string {
@@ -340,6 +398,79 @@ export const VARIABLES: Variable<keyof Config>[] = [
     parse: parseDuration,
   },
   {
+    name: 'GATEHOUSE_OIDC_ISSUER',
+    field: 'oidc',
+    default: undefined,
+    description:
+      'Issuer URL of an OpenID Connect provider to sign in with (Okta, Entra ID, Keycloak, Google…); its metadata is discovered',
+    parse: parseOidc,
+  },
+  {
+    name: 'GATEHOUSE_OIDC_CLIENT_ID',
+    field: 'oidc',
+    default: undefined,
+    description: 'The client ID Gatehouse is registered under at the OpenID provider (with `GATEHOUSE_OIDC_ISSUER`)',
+    parse: parseOidc,
+  },
+  {
+    name: 'GATEHOUSE_OIDC_CLIENT_SECRET',
+    field: 'oidc',
+    default: undefined,
+    description: 'Its client secret (leave unset for a public client)',
+    parse: parseOidc,
+  },
+  {
+    name: 'GATEHOUSE_OIDC_SCOPES',
+    field: 'oidc',
+    default: undefined,
+    description: 'Scopes asked of the OpenID provider (default `openid email profile offline_access`)',
+    parse: parseOidc,
+  },
+  {
+    name: 'GATEHOUSE_OIDC_DISPLAY_NAME',
+    field: 'oidc',
+    default: undefined,
+    description: "The provider's name on the sign-in button (default `Single sign-on`)",
+    parse: parseOidc,
+  },
+  {
+    name: 'GATEHOUSE_OIDC_ALLOW_SIGNUPS',
+    field: 'oidcAllowSignups',
+    default: 'true',
+    description:
+      'Create an account (a member of the default organization) for an identity-provider user with no account yet',
+    parse: parseBoolean,
+  },
+  {
+    name: 'GATEHOUSE_GITHUB_CLIENT_ID',
+    field: 'github',
+    default: undefined,
+    description: 'Client ID of a GitHub OAuth app to sign in with (its callback: `<public url>/login/github/callback`)',
+    parse: parseGithub,
+  },
+  {
+    name: 'GATEHOUSE_GITHUB_CLIENT_SECRET',
+    field: 'github',
+    default: undefined,
+    description: "That OAuth app's client secret",
+    parse: parseGithub,
+  },
+  {
+    name: 'GATEHOUSE_GITHUB_URL',
+    field: 'github',
+    default: undefined,
+    description: 'GitHub Enterprise Server: its web URL (default `https://github.com`); the API is `<url>/api/v3`',
+    parse: parseGithub,
+  },
+  {
+    name: 'GATEHOUSE_PASSWORD_LOGIN',
+    field: 'passwordLogin',
+    default: 'true',
+    description:
+      'Offer sign-in with a password (`false` leaves only the identity providers; the CLI can still create an owner)',
+    parse: parseBoolean,
+  },
+  {
     name: 'GATEHOUSE_ALLOWED_ORIGINS',
     field: 'allowedOrigins',
     default: undefined,
@@ -356,6 +487,7 @@ export const VARIABLES: Variable<keyof Config>[] = [
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const problems: string[] = []
   const config: Partial<Record<keyof Config, unknown>> = {}
+  const failed = new Set<keyof Config>()
   for (const variable of VARIABLES) {
     const raw = env[variable.name] ?? variable.default
     if (raw === undefined) continue
@@ -363,6 +495,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       config[variable.field] = variable.parse(raw, env)
     } catch (error) {
       if (!(error instanceof BadValue)) throw error
+      // Variables read together (the OIDC and GitHub groups) share one problem: the first one set reports it.
+      if (failed.has(variable.field)) continue
+      failed.add(variable.field)
       problems.push(`${variable.name}: ${error.message}`)
     }
   }
@@ -377,6 +512,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     encryptionKeys: (config.encryptionKeys as EncryptionKeySpec[] | undefined) ?? [],
     allowedOrigins: (config.allowedOrigins as string[] | undefined) ?? [],
     outboundAllowHosts: (config.outboundAllowHosts as string[] | undefined) ?? [],
+    oidc: config.oidc as Config['oidc'],
+    github: config.github as Config['github'],
   }
 }
 

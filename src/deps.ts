@@ -5,6 +5,7 @@ import type { OutboundFetch } from './http/outbound.ts'
 import type { Logger } from './ops/logger.ts'
 import type { HttpMetrics } from './ops/metrics.ts'
 import type { Keyring } from './secrets/keyring.ts'
+import type { LoginProvider, ProviderId } from './auth/identity-providers.ts'
 
 /** Everything a module needs, passed in explicitly; nothing reaches for globals. */
 export interface AppDeps {
@@ -19,4 +20,6 @@ export interface AppDeps {
    * metadata documents): the outbound guard of `src/http/outbound.ts`. Never the global fetch.
    */
   outboundFetch: OutboundFetch
+  /** What `/login/{provider}` signs in with; each caches its discovered metadata and keys. */
+  identityProviders: Map<ProviderId, LoginProvider>
 }

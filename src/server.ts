@@ -1,4 +1,5 @@
 import { createApp } from './app.ts'
+import { configuredProviders } from './auth/identity-providers.ts'
 import { ConfigError, type Config } from './config.ts'
 import { dialectOf, openDatabase, type Store } from './db/index.ts'
 import { migrateToLatest } from './db/migrate.ts'
@@ -53,6 +54,7 @@ export async function prepare(config: Config, logger: Logger): Promise<AppDeps &
       keyring,
       metrics: new HttpMetrics(),
       outboundFetch: createOutboundFetch(outboundPolicyOf(config)),
+      identityProviders: configuredProviders(config),
     }
   } catch (error) {
     await store.db.destroy()

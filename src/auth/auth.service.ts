@@ -156,6 +156,8 @@ export async function loginWithPassword(
   input: { login: string; password: string; ip: string; userAgent: string | null },
 ): Promise<LoginResult> {
   const { db, config } = deps
+  if (!config.passwordLogin)
+    throw new ApiError(403, 'Password sign-in is turned off here; sign in with your identity provider')
   const now = nowSeconds()
   const user = await findUserByLogin(db, input.login)
   const accountKey = user ? `user:${user.id}` : `login:${input.login.trim().toLowerCase()}`
@@ -174,19 +176,28 @@ export async function loginWithPassword(
   if (user.status !== 'active') throw new ApiError(403, 'This account is suspended')
   await clearLoginFailures(db, accountKey)
   await releaseLoginAttempt(db, addressKey)
+  return startSession(deps, user, input)
+}
 
+/** A new session for a user who proved who they are (a password, an identity provider). */
+export async function startSession(
+  deps: AuthDeps,
+  user: UserRow,
+  client: { ip: string; userAgent: string | null },
+): Promise<LoginResult> {
+  const now = nowSeconds()
   const sessionToken = generateToken('session')
-  const expiresAt = now + config.sessionTtlSeconds
-  await insertSession(db, {
+  const expiresAt = now + deps.config.sessionTtlSeconds
+  await insertSession(deps.db, {
     token_hash: hashToken(sessionToken),
     user_id: user.id,
     created_at: now,
     expires_at: expiresAt,
     last_used_at: now,
-    ip: input.ip,
-    user_agent: input.userAgent?.slice(0, 512) ?? null,
+    ip: client.ip,
+    user_agent: client.userAgent?.slice(0, 512) ?? null,
   })
-  const seen = await updateUser(db, user.id, { last_seen_at: now })
+  const seen = await updateUser(deps.db, user.id, { last_seen_at: now })
   return { sessionToken, csrfToken: csrfTokenFor(sessionToken), expiresAt, user: seen ?? user }
 }
 

@@ -1,5 +1,6 @@
 import { type Cookie, Elysia } from 'elysia'
 import { generateSecret, constantTimeEqual } from './token.ts'
+import { basePathOf } from '../config.ts'
 import type { AppDeps } from '../deps.ts'
 import { ApiError } from '../http/errors.ts'
 import { safeReturnTo } from '../http/return-to.ts'
@@ -23,6 +24,13 @@ export const loginPageModule = (deps: AppDeps) => {
   const secure = publicUrl.startsWith('https://')
   const loginPath = loginPathOf(publicUrl)
   const names = cookieNamesFor(publicUrl)
+  const offered = (next: string) => ({
+    passwordLogin: deps.config.passwordLogin,
+    providers: [...deps.identityProviders.values()].map((provider) => ({
+      name: provider.displayName,
+      url: `${basePathOf(publicUrl)}/login/${provider.id}?return_to=${encodeURIComponent(next)}`,
+    })),
+  })
   const setFormCookie = (cookie: Record<string, Cookie<unknown>>, value: string) =>
     cookie[names.loginCsrf].set({ value, httpOnly: true, secure, sameSite: 'lax', path: loginPath })
   return new Elysia({ name: 'login.page', detail: { tags: ['pages'] } })
@@ -35,7 +43,7 @@ export const loginPageModule = (deps: AppDeps) => {
         if (principal) return next === loginPath ? renderSignedInPage(principal.user.username) : redirect(next, 303)
         const csrf = generateSecret()
         setFormCookie(cookie, csrf)
-        return renderLoginPage({ action: loginPath, next, csrf })
+        return renderLoginPage({ action: loginPath, next, csrf, ...offered(next) })
       },
       { detail: { summary: 'Sign-in page' } },
     )
@@ -48,7 +56,7 @@ export const loginPageModule = (deps: AppDeps) => {
         const csrf = generateSecret()
         const retry = (status: number, error: string) => {
           setFormCookie(cookie, csrf)
-          return renderLoginPage({ action: loginPath, next, csrf, error, login, status })
+          return renderLoginPage({ action: loginPath, next, csrf, error, login, status, ...offered(next) })
         }
         try {
           assertSameOrigin(request, publicUrl)

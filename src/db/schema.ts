@@ -8,6 +8,8 @@ export interface UsersTable {
   display_name: Generated<string>
   password_hash: string | null
   login_type: Generated<'password' | 'none'>
+  /** The identity provider the user last signed in with, which the API reports as the login type. */
+  identity_provider: Generated<'oidc' | 'github' | null>
   status: Generated<'active' | 'suspended'>
   role: Generated<'owner' | 'admin' | 'member'>
   created_at: number
@@ -121,6 +123,27 @@ export interface McpServerUserTokensTable {
   /** Who is refreshing these tokens right now, and until when (unix seconds): one refresh at a time. */
   refresh_lease_id: string | null
   refresh_lease_until: number | null
+}
+
+export interface UserLinksTable {
+  user_id: string
+  provider: 'oidc' | 'github'
+  /** The provider's stable ID for the user (`sub`, or GitHub's numeric ID). */
+  subject: string
+  email: Generated<string>
+  /** Sealed, or null. */
+  access_token: string | null
+  /** Sealed, or null. */
+  refresh_token: string | null
+  expires_at: number | null
+  /** When the current access token was issued, for its lifetime. */
+  issued_at: number
+  /** JSON of the ID token's claims (OIDC) or the profile (GitHub). */
+  claims: Generated<string>
+  refresh_lease_id: string | null
+  refresh_lease_until: number | null
+  created_at: number
+  updated_at: number
 }
 
 export interface McpOAuthStatesTable {
@@ -265,6 +288,7 @@ export interface Database {
   mcp_server_selections: McpServerSelectionsTable
   upstream_oauth_clients: UpstreamOAuthClientsTable
   mcp_oauth_states: McpOAuthStatesTable
+  user_links: UserLinksTable
   oauth_clients: OAuthClientsTable
   oauth_client_secrets: OAuthClientSecretsTable
   oauth_consents: OAuthConsentsTable
@@ -286,6 +310,7 @@ export type McpServerRow = Selectable<McpServersTable>
 export type McpServerUserTokenRow = Selectable<McpServerUserTokensTable>
 export type UpstreamOAuthClientRow = Selectable<UpstreamOAuthClientsTable>
 export type McpOAuthStateRow = Selectable<McpOAuthStatesTable>
+export type UserLinkRow = Selectable<UserLinksTable>
 
 export type OAuthClientRow = Selectable<OAuthClientsTable>
 export type OAuthClientSecretRow = Selectable<OAuthClientSecretsTable>

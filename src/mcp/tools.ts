@@ -6,7 +6,13 @@ import { toIsoTime, toIsoTimeOrNull } from '../http/time.ts'
 import { listLiveGrants, revokeGrantsOfUserForClient } from '../oauth/grant.repository.ts'
 import { listMembershipsOfUser, listOrganizationIdsOfUser } from '../orgs/org.repository.ts'
 import { organizationRoleOf } from '../orgs/org.service.ts'
+import { disconnect } from '../upstreams/connection.service.ts'
+import { connectLinkOf, listUsableServers } from '../upstreams/connections-page.ts'
+import type { UpstreamServerDto } from '../upstreams/model.ts'
+import { listVisibleServers } from '../upstreams/upstream.service.ts'
+import { findUserToken } from '../upstreams/user-token.repository.ts'
 import { listUsers } from '../users/user.repository.ts'
+import { loginTypeOf } from '../users/user.service.ts'
 import { compileSchema, type CallToolResult, type ToolDefinition } from './transport.ts'
 
 /** What a tool call knows about its caller. */
@@ -58,7 +64,7 @@ function userOutput(user: UserRow) {
     email: user.email,
     name: user.display_name,
     status: user.status,
-    login_type: user.login_type,
+    login_type: loginTypeOf(user),
     roles: [user.role],
     created_at: toIsoTime(user.created_at),
     last_seen_at: toIsoTimeOrNull(user.last_seen_at),
@@ -187,6 +193,99 @@ const revokeAuthorizedApp: GatehouseTool = {
   },
 }
 
+const connectionSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    slug: { type: 'string' },
+    name: { type: 'string' },
+    auth_type: { type: 'string', enum: ['none', 'oauth2', 'api_key', 'custom_headers', 'user_oidc'] },
+    status: { type: 'string', enum: ['connected', 'needs_reauth', 'not_connected', 'not_required'] },
+    expires_at: { type: ['string', 'null'] },
+    included_in_mcp: { type: 'boolean' },
+    connect_url: { type: 'string', description: 'Open in a browser to connect (sign-in first if needed)' },
+  },
+  required: ['id', 'slug', 'name', 'auth_type', 'status', 'expires_at', 'included_in_mcp'],
+}
+
+function connectionOutput(publicUrl: string, server: UpstreamServerDto) {
+  const { status, expires_at } = server.connection
+  const needsUser = server.auth_type === 'oauth2' && (status === 'not_connected' || status === 'needs_reauth')
+  return {
+    id: server.id,
+    slug: server.slug,
+    name: server.display_name,
+    auth_type: server.auth_type,
+    status,
+    expires_at,
+    included_in_mcp: server.selected,
+    ...(needsUser ? { connect_url: connectLinkOf(publicUrl, server.id) } : {}),
+  }
+}
+
+const listConnections: GatehouseTool = {
+  name: 'list_connections',
+  title: 'My MCP server connections',
+  description:
+    'List the upstream MCP servers the signed-in user may use, with their connection status. For an OAuth server not connected or needing a reconnect, connect_url is a link the user opens in a browser to connect it.',
+  input: noInput,
+  output: compileSchema({
+    type: 'object',
+    properties: { servers: { type: 'array', items: connectionSchema } },
+    required: ['servers'],
+  }),
+  annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+  scopes: ['mcp'],
+  async run({ deps, principal }) {
+    const servers = await listUsableServers(deps, principal)
+    return result({ servers: servers.map((server) => connectionOutput(deps.config.publicUrl, server)) })
+  },
+}
+
+const disconnectServer: GatehouseTool = {
+  name: 'disconnect_server',
+  title: 'Disconnect an MCP server',
+  description:
+    "Forget the signed-in user's OAuth tokens for an upstream MCP server (revoked upstream when it allows): its tools stop working for the user until they connect again.",
+  input: compileSchema({
+    type: 'object',
+    properties: {
+      server: { type: 'string', minLength: 1, maxLength: 64, description: 'The server’s slug or ID' },
+    },
+    required: ['server'],
+    additionalProperties: false,
+  }),
+  output: compileSchema({
+    type: 'object',
+    properties: {
+      id: { type: 'string' },
+      slug: { type: 'string' },
+      was_connected: { type: 'boolean' },
+      status: { type: 'string', enum: ['not_connected'] },
+      connect_url: { type: 'string' },
+    },
+    required: ['id', 'slug', 'was_connected', 'status', 'connect_url'],
+  }),
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
+  scopes: ['mcp'],
+  async run({ deps, principal }, args) {
+    const wanted = String(args.server)
+    const server = (await listVisibleServers(deps, principal)).find((s) => s.slug === wanted || s.id === wanted)
+    if (!server) return failure(`No MCP server "${wanted}" is available to you; list_connections names them`)
+    if (server.auth_type !== 'oauth2')
+      return failure(`${server.display_name} (${server.slug}) does not use OAuth: there is nothing to disconnect`)
+    const wasConnected = (await findUserToken(deps.db, server.id, principal.user.id)) !== undefined
+    await disconnect(deps, principal, server.id)
+    return result({
+      id: server.id,
+      slug: server.slug,
+      was_connected: wasConnected,
+      status: 'not_connected',
+      connect_url: connectLinkOf(deps.config.publicUrl, server.id),
+    })
+  },
+}
+
 const listUsersTool: GatehouseTool = {
   name: 'list_users',
   title: 'List users',
@@ -229,6 +328,8 @@ export const TOOLS: readonly GatehouseTool[] = [
   listOrganizations,
   listAuthorizedApps,
   revokeAuthorizedApp,
+  listConnections,
+  disconnectServer,
   listUsersTool,
 ]
 

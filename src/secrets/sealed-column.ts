@@ -61,6 +61,7 @@ export const SEALED_TABLES: SealedTable[] = [
   { table: 'mcp_server_user_tokens', key: ['server_id', 'user_id'], columns: ['access_token', 'refresh_token'] },
   { table: 'upstream_oauth_clients', key: ['id'], columns: ['client_secret', 'registration_access_token'] },
   { table: 'mcp_oauth_states', key: ['state_hash'], columns: ['code_verifier'] },
+  { table: 'user_links', key: ['user_id', 'provider'], columns: ['access_token', 'refresh_token'] },
 ]
 
 type Row = Record<string, unknown>

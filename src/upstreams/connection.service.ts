@@ -112,7 +112,9 @@ export async function finishConnect(
   const { row } = await findVisibleServer(deps, principal, serverId)
   assertConnectable(row)
   const client = upstreamClientOf(row, (await openServerSecrets(deps.keyring, row)).oauth2ClientSecret)
-  if ((query.iss !== undefined || row.oauth2_iss_required === 1) && query.iss !== client.issuer)
+  // RFC 9207 needs the issuer; a manually configured server has none stored, so iss is not checked there.
+  const issuerKnown = row.oauth2_issuer !== ''
+  if (issuerKnown && (query.iss !== undefined || row.oauth2_iss_required === 1) && query.iss !== client.issuer)
     throw new ApiError(400, 'The callback names another authorization server (iss) than this server uses')
   const codeVerifier = await openValue(deps.keyring, verifierBinding(state.state_hash), state.code_verifier)
   let tokens: Awaited<ReturnType<typeof exchangeUpstreamCode>>
@@ -121,7 +123,7 @@ export async function finishConnect(
       code: query.code,
       codeVerifier,
       redirectUri: callbackUrlOf(deps.config.publicUrl, row.id),
-      ...(query.iss !== undefined ? { iss: query.iss } : {}),
+      ...(query.iss !== undefined && issuerKnown ? { iss: query.iss } : {}),
     })
   } catch (error) {
     deps.logger.warn('upstream code exchange failed', {

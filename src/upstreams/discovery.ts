@@ -121,7 +121,12 @@ export async function discoverAndRegister(input: DiscoveryInput): Promise<Discov
       `the protected resource metadata of ${input.serverUrl} names no authorization server`,
     )
   const metadata = await discoverAuthorizationServer(authorizationServer, input.fetch)
-  const scopes = joinScopes(input.scopes) || joinScopes(...(prm.scopes_supported ?? metadata.scopes_supported ?? []))
+  // Without scopes of the admin's, the advertised ones, plus offline_access where the server
+  // offers it (as the SDK's own flow does): without it, OpenID-style servers issue no refresh
+  // token and every user would have to reconnect at each expiry.
+  const offline = metadata.scopes_supported?.includes('offline_access') ? 'offline_access' : undefined
+  const scopes =
+    joinScopes(input.scopes) || joinScopes(...(prm.scopes_supported ?? metadata.scopes_supported ?? []), offline)
   const client = await obtainClient(input, metadata, scopes)
   return {
     issuer: metadata.issuer,

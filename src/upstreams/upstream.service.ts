@@ -1,9 +1,11 @@
 import type { Kysely, Updateable } from 'kysely'
 import type { Principal } from '../auth/index.ts'
+import { isLiveLink } from '../auth/idp.service.ts'
+import { findLink } from '../auth/user-link.repository.ts'
 import type { Config } from '../config.ts'
 import { isCheckViolation, isUniqueViolation } from '../db/errors.ts'
 import { nowSeconds } from '../db/index.ts'
-import type { Database, McpServerRow, McpServersTable, McpServerUserTokenRow } from '../db/schema.ts'
+import type { Database, McpServerRow, McpServersTable, McpServerUserTokenRow, UserLinkRow } from '../db/schema.ts'
 import { ApiError } from '../http/errors.ts'
 import type { OutboundFetch } from '../http/outbound.ts'
 import { toIsoTime, toIsoTimeOrNull } from '../http/time.ts'
@@ -52,7 +54,17 @@ export function clientMetadataUrlOf(publicUrl: string): string | undefined {
   return publicUrl.startsWith('https://') ? `${publicUrl}/api/v1/mcp/client-metadata` : undefined
 }
 
-function connectionOf(row: McpServerRow, token: McpServerUserTokenRow | undefined, now: number) {
+function connectionOf(
+  row: McpServerRow,
+  token: McpServerUserTokenRow | undefined,
+  oidcLink: UserLinkRow | undefined,
+  now: number,
+) {
+  // user_oidc sends the user's identity-provider token: connected while they have a live link.
+  if (row.auth_type === 'user_oidc')
+    return oidcLink && isLiveLink(oidcLink, now)
+      ? { status: 'connected' as const, expires_at: toIsoTimeOrNull(oidcLink.expires_at), scopes: [] }
+      : { status: 'not_connected' as const, expires_at: null, scopes: [] }
   if (row.auth_type !== 'oauth2') return { status: 'not_required' as const, expires_at: null, scopes: [] }
   if (!token) return { status: 'not_connected' as const, expires_at: null, scopes: [] }
   const expired = token.expires_at !== null && token.expires_at <= now
@@ -73,9 +85,9 @@ export function isSelected(row: Pick<McpServerRow, 'availability'>, choice: bool
 export function rowToServer(
   row: McpServerRow,
   view: View,
-  user: { token?: McpServerUserTokenRow; choice?: boolean; now: number },
+  user: { token?: McpServerUserTokenRow; oidcLink?: UserLinkRow; choice?: boolean; now: number },
 ): UpstreamServerDto {
-  const connection = connectionOf(row, user.token, user.now)
+  const connection = connectionOf(row, user.token, user.oidcLink, user.now)
   const redacted = view === 'redacted'
   return {
     id: row.id,
@@ -105,7 +117,8 @@ export function rowToServer(
     updated_by: row.updated_by,
     created_at: toIsoTime(row.created_at),
     updated_at: toIsoTime(row.updated_at),
-    auth_connected: connection.status === 'connected' || connection.status === 'not_required',
+    // As in the seed: only oauth2 needs the user to connect; user_oidc is true even without a link.
+    auth_connected: row.auth_type !== 'oauth2' || connection.status === 'connected',
     connection,
     selected: isSelected(row, user.choice),
   }
@@ -136,9 +149,12 @@ async function withUserState(deps: UpstreamDeps, principal: Principal, rows: [Mc
   const servers = new Map(rows.map(([row]) => [row.id, row]))
   const tokens = new Map((await refreshExpiredForListing(deps, servers, stored)).map((t) => [t.server_id, t]))
   const choices = await listSelections(deps.db, principal.user.id, ids)
+  const oidcLink = rows.some(([row]) => row.auth_type === 'user_oidc')
+    ? await findLink(deps.db, principal.user.id, 'oidc')
+    : undefined
   const now = nowSeconds()
   return rows.map(([row, view]) =>
-    rowToServer(row, view, { token: tokens.get(row.id), choice: choices.get(row.id), now }),
+    rowToServer(row, view, { token: tokens.get(row.id), oidcLink, choice: choices.get(row.id), now }),
   )
 }
 

@@ -1,3 +1,5 @@
+import { listLinksOfUser } from '../auth/user-link.repository.ts'
+import { toIsoTime, toIsoTimeOrNull } from '../http/time.ts'
 import { Elysia, t } from 'elysia'
 import { authPlugin } from '../auth/index.ts'
 import type { AppDeps } from '../deps.ts'
@@ -8,6 +10,19 @@ import { findUserById, listUsers } from './user.repository.ts'
 import { createUser, rowToUser, setUserRole, setUserStatus } from './user.service.ts'
 
 const idParams = t.Object({ id: t.String({ minLength: 1, maxLength: 64 }) })
+
+async function linksOf(deps: AppDeps, userId: string) {
+  return (await listLinksOfUser(deps.db, userId)).map((link) => ({
+    provider: link.provider,
+    subject: link.subject,
+    email: link.email,
+    expires_at: toIsoTimeOrNull(link.expires_at),
+    has_refresh_token: link.refresh_token !== null,
+    claims: JSON.parse(link.claims) as Record<string, unknown>,
+    created_at: toIsoTime(link.created_at),
+    updated_at: toIsoTime(link.updated_at),
+  }))
+}
 
 /** Users: first-user bootstrap, the current user, and admin management, under /api/v1/users. */
 export const usersModule = (deps: AppDeps) =>
@@ -65,6 +80,24 @@ export const usersModule = (deps: AppDeps) =>
         body: 'users.create',
         response: { 201: 'users.user', 403: 'users.error', 409: 'users.error' },
         detail: { summary: 'Create a user (admins); they join the default organization' },
+      },
+    )
+    .get('/me/links', async ({ principal }) => linksOf(deps, principal.user.id), {
+      auth: true,
+      response: { 200: 'users.links' },
+      detail: { summary: 'Your identity-provider links (never their tokens)' },
+    })
+    .get(
+      '/:id/links',
+      async ({ params, status }) => {
+        if (!(await findUserById(deps.db, params.id))) return status(404, { message: 'User not found' })
+        return linksOf(deps, params.id)
+      },
+      {
+        auth: 'admin',
+        params: idParams,
+        response: { 200: 'users.links', 404: 'users.error' },
+        detail: { summary: "A user's identity-provider links (admins)" },
       },
     )
     .get(

@@ -10,7 +10,9 @@ const user = t.Object({
   display_name: t.String(),
   status: t.Union([t.Literal('active'), t.Literal('suspended')]),
   role: t.Union([t.Literal('owner'), t.Literal('admin'), t.Literal('member')]),
-  login_type: t.Union([t.Literal('password'), t.Literal('none')]),
+  login_type: t.Union([t.Literal('password'), t.Literal('none'), t.Literal('oidc'), t.Literal('github')], {
+    description: 'How the user signs in: the identity provider last used, else password (or none)',
+  }),
   created_at: timestamp,
   last_seen_at: t.Nullable(timestamp),
 })
@@ -43,6 +45,18 @@ export const UsersModel = {
   }),
   'users.setRole': t.Object({ role: t.Union([t.Literal('admin'), t.Literal('member')]) }),
   'users.error': apiErrorSchema,
+  'users.links': t.Array(
+    t.Object({
+      provider: t.Union([t.Literal('oidc'), t.Literal('github')]),
+      subject: t.String({ description: "The provider's ID for the user" }),
+      email: t.String(),
+      expires_at: t.Nullable(timestamp),
+      has_refresh_token: t.Boolean(),
+      claims: t.Record(t.String(), t.Unknown(), { description: 'ID-token claims (OIDC) or the profile (GitHub)' }),
+      created_at: timestamp,
+      updated_at: timestamp,
+    }),
+  ),
 }
 
 export type UsersModel = { [K in keyof typeof UsersModel]: UnwrapSchema<(typeof UsersModel)[K]> }

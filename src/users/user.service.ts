@@ -17,6 +17,11 @@ import {
   updateUser,
 } from './user.repository.ts'
 
+/** The identity provider the user last signed in with, else how the account was created. */
+export function loginTypeOf(row: Pick<UserRow, 'login_type' | 'identity_provider'>): UserDto['login_type'] {
+  return row.identity_provider ?? row.login_type
+}
+
 export function rowToUser(row: UserRow): UserDto {
   return {
     id: row.id,
@@ -25,7 +30,7 @@ export function rowToUser(row: UserRow): UserDto {
     display_name: row.display_name,
     status: row.status,
     role: row.role,
-    login_type: row.login_type,
+    login_type: loginTypeOf(row),
     created_at: toIsoTime(row.created_at),
     last_seen_at: toIsoTimeOrNull(row.last_seen_at),
   }

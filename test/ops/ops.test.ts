@@ -22,6 +22,7 @@ describe('readiness before migrations', () => {
         metrics: new HttpMetrics(),
         keyring: await Keyring.create([TEST_KEY]),
         outboundFetch: createOutboundFetch({ allowPrivate: false }),
+        identityProviders: new Map(),
       })
       const response = await app.handle(new Request('http://localhost/readyz'))
       expect(response.status).toBe(503)

@@ -120,7 +120,7 @@ describe('discovery', () => {
       tokenEndpoint: `${as.issuer}token`,
       revocationEndpoint: `${as.issuer}revoke`,
       resource: mcp.resource,
-      scopes: 'mcp:tools mcp:read',
+      scopes: 'mcp:tools mcp:read offline_access',
       registration: 'dynamic',
       tokenEndpointAuthMethod: 'client_secret_post',
       issParameterSupported: false,
@@ -133,7 +133,7 @@ describe('discovery', () => {
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_post',
       client_name: side.clientName,
-      scope: 'mcp:tools mcp:read',
+      scope: 'mcp:tools mcp:read offline_access',
     })
     expect(await side.registrations.find(as.issuer)).toMatchObject({
       clientId: result.clientId,
@@ -465,7 +465,7 @@ describe('discovery against a second Gatehouse', () => {
       clientId: side.metadataDocumentUrl,
       tokenEndpointAuthMethod: 'none',
       registration: 'metadata_document',
-      scopes: 'mcp mcp:admin',
+      scopes: 'mcp mcp:admin offline_access',
       issParameterSupported: true,
     })
     expect(result.clientSecret).toBeUndefined()
