@@ -9,6 +9,7 @@ import { checkBodyForNul, findNulInUrl, NUL_MESSAGE } from './http/reject-nul.ts
 import { identityLoginModule } from './auth/idp-login.ts'
 import { loginPageModule } from './auth/login-page.ts'
 import { mcpModule } from './mcp/index.ts'
+import { passthroughModule } from './passthrough/index.ts'
 import { appsModule } from './oauth/apps.routes.ts'
 import { oauthModule } from './oauth/index.ts'
 import { OAuthError } from './oauth/errors.ts'
@@ -119,6 +120,7 @@ export function createApp(deps: AppDeps) {
     )
     .use(opsModule(deps))
     .use(mcpModule(deps))
+    .use(passthroughModule(deps))
     .use(oauthModule(deps))
     .use(loginPageModule(deps))
     .use(identityLoginModule(deps))

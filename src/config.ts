@@ -35,6 +35,7 @@ export interface Config {
   outboundCaFile: string | undefined
   mcpFastPath: boolean
   upstreamRefreshSkewSeconds: number
+  upstreamTimeoutSeconds: number
   /** Browser origins (besides the public URL's) allowed to call `/mcp`, as serialised origins. */
   allowedOrigins: string[]
   /** A generic OpenID Connect login provider, when its issuer and client are configured. */
@@ -395,6 +396,14 @@ export const VARIABLES: Variable<keyof Config>[] = [
     field: 'upstreamRefreshSkewSeconds',
     default: '60s',
     description: "How long before a user's upstream OAuth access token expires Gatehouse refreshes it",
+    parse: parseDuration,
+  },
+  {
+    name: 'GATEHOUSE_UPSTREAM_TIMEOUT',
+    field: 'upstreamTimeoutSeconds',
+    default: '60s',
+    description:
+      'How long an upstream MCP server may take to start answering (a stream that delivers events is never cut)',
     parse: parseDuration,
   },
   {

@@ -57,6 +57,11 @@ export interface OutboundLimits {
   totalTimeoutMs?: number
   /** Redirects followed in `follow` mode. Default 5. */
   maxRedirects?: number
+  /**
+   * Decode compressed bodies (default true). A proxy passes them on as they came instead: Bun
+   * decodes but keeps `Content-Encoding`, so the client would decode them a second time.
+   */
+  decompress?: boolean
 }
 
 const DEFAULT_LIMITS: Required<OutboundLimits> = {
@@ -64,6 +69,7 @@ const DEFAULT_LIMITS: Required<OutboundLimits> = {
   connectTimeoutMs: 10_000,
   totalTimeoutMs: 60_000,
   maxRedirects: 5,
+  decompress: true,
 }
 
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308])
@@ -243,7 +249,10 @@ interface Hop {
  * sends the request through that proxy, which is then asked for the pinned address.
  */
 export function createOutboundFetch(policy: OutboundPolicy, limits: OutboundLimits = {}): OutboundFetch {
-  const { maxResponseBytes, connectTimeoutMs, totalTimeoutMs, maxRedirects } = { ...DEFAULT_LIMITS, ...limits }
+  const { maxResponseBytes, connectTimeoutMs, totalTimeoutMs, maxRedirects, decompress } = {
+    ...DEFAULT_LIMITS,
+    ...limits,
+  }
   const addresses = new AddressPolicy({ allowPrivate: policy.allowPrivate, allowHosts: policy.allowHosts })
   const resolve = policy.resolve ?? resolveWithDns
   const ca = trustedCasOf(policy.caFile)
@@ -285,6 +294,7 @@ export function createOutboundFetch(policy: OutboundPolicy, limits: OutboundLimi
           body: hop.body,
           redirect: 'manual',
           signal: deadline.signal,
+          decompress,
           ...(tls ? { tls } : {}),
         } as RequestInit)
       } catch (error) {

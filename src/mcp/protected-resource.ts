@@ -4,9 +4,9 @@ import { resourcesOf } from '../oauth/resource.ts'
 /** The scopes every MCP client needs; asked for in the 401 challenge. */
 export const BASELINE_SCOPES = ['mcp']
 
-/** RFC 9728 §3: where the metadata of the MCP endpoint lives (path-aware and at the root). */
-export function protectedResourceMetadataUrl(config: Config): string {
-  const { origin, pathname } = new URL(resourcesOf(config.publicUrl).mcp)
+/** RFC 9728 §3.1: where a resource's metadata lives (path-aware); the MCP endpoint's by default. */
+export function protectedResourceMetadataUrl(config: Config, resource = resourcesOf(config.publicUrl).mcp): string {
+  const { origin, pathname } = new URL(resource)
   return `${origin}/.well-known/oauth-protected-resource${pathname}`
 }
 
@@ -35,11 +35,17 @@ function quote(value: string): string {
  */
 export function bearerChallenge(
   config: Config,
-  options: { error?: 'invalid_token' | 'insufficient_scope'; description?: string; scopes?: string[] } = {},
+  options: {
+    error?: 'invalid_token' | 'insufficient_scope'
+    description?: string
+    scopes?: string[]
+    /** The protected resource the challenge is for; default the MCP endpoint. */
+    resource?: string
+  } = {},
 ): string {
   const parts = [
     'Bearer realm="gatehouse"',
-    `resource_metadata=${quote(protectedResourceMetadataUrl(config))}`,
+    `resource_metadata=${quote(protectedResourceMetadataUrl(config, options.resource))}`,
     `scope=${quote((options.scopes ?? BASELINE_SCOPES).join(' '))}`,
   ]
   if (options.error) parts.push(`error=${quote(options.error)}`)

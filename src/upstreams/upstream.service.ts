@@ -169,6 +169,20 @@ export async function listVisibleServers(deps: UpstreamDeps, principal: Principa
   return withUserState(deps, principal, visible)
 }
 
+/**
+ * The server a principal may use by its slug: enabled and in one of their organizations (any for
+ * the owner). What they may not use is undefined, exactly as what does not exist.
+ */
+export async function findUsableServerBySlug(
+  deps: UpstreamDeps,
+  principal: Principal,
+  slug: string,
+): Promise<McpServerRow | undefined> {
+  const row = await deps.db.selectFrom('mcp_servers').selectAll().where('slug', '=', slug).executeTakeFirst()
+  if (!row || row.enabled !== 1) return undefined
+  return viewOf(await rolesOf(deps.db, principal), row) ? row : undefined
+}
+
 /** A server the principal may see, and how; anything else is 404, as for an ID that does not exist. */
 export async function findVisibleServer(
   deps: UpstreamDeps,

@@ -1,0 +1,222 @@
+import { Elysia, t } from 'elysia'
+import { authenticateTokenCached, bearerToken } from '../auth/auth.service.ts'
+import type { AppDeps } from '../deps.ts'
+import { answerPreflight, withCors } from '../http/cors.ts'
+import { createOutboundFetch, outboundPolicyOf } from '../http/outbound.ts'
+import { bearerChallenge } from '../mcp/protected-resource.ts'
+import { mcpOriginPolicy, originAndHostCheck } from '../mcp/origin.ts'
+import { CORS_HEADERS, preflight } from '../oauth/http.ts'
+import { resourcesOf } from '../oauth/resource.ts'
+import { upstreamHeaders } from '../upstreams/credentials.ts'
+import { refreshAfterUnauthorized, UpstreamTokenError } from '../upstreams/upstream-tokens.ts'
+import { findUsableServerBySlug } from '../upstreams/upstream.service.ts'
+import { forward, forwardedRequestHeaders, relayResponse, UpstreamUnavailable } from './proxy.ts'
+
+/** MCP 2025-11-25: the server needs the user to open a URL first (URL-mode elicitation). */
+const URL_ELICITATION_REQUIRED = -32042
+
+function rpcError(
+  status: number,
+  code: number,
+  message: string,
+  options: { id?: unknown; data?: unknown; headers?: Record<string, string> } = {},
+): Response {
+  return Response.json(
+    {
+      jsonrpc: '2.0',
+      error: { code, message, ...(options.data ? { data: options.data } : {}) },
+      id: options.id ?? null,
+    },
+    { status, headers: options.headers },
+  )
+}
+
+/** The id of a single JSON-RPC request in the body, so an error can answer it. */
+function requestIdOf(body: Uint8Array | null): unknown {
+  if (!body) return null
+  try {
+    const message = JSON.parse(new TextDecoder().decode(body))
+    return message && typeof message === 'object' && !Array.isArray(message) && 'id' in message ? message.id : null
+  } catch {
+    return null
+  }
+}
+
+/**
+ * `/mcp/servers/{slug}`: one upstream MCP server, passed through with the user's own credential.
+ * Its own protected resource (audience `<public>/mcp/servers/{slug}`, metadata beside `/mcp`'s);
+ * session and API tokens work as on `/mcp`. Nothing about the MCP session is kept here: the
+ * upstream's `Mcp-Session-Id` goes to the client and back, so any replica serves any request.
+ */
+export const passthroughModule = (deps: AppDeps) => {
+  const { config } = deps
+  const checkOriginAndHost = originAndHostCheck(config)
+  const allowsOrigin = mcpOriginPolicy(config)
+  // Streams stay open as long as they deliver; only the wait for the upstream's answer is capped.
+  const fetchUpstream = createOutboundFetch(outboundPolicyOf(config), {
+    connectTimeoutMs: config.upstreamTimeoutSeconds * 1000,
+    totalTimeoutMs: Number.POSITIVE_INFINITY,
+    maxResponseBytes: Number.POSITIVE_INFINITY,
+    decompress: false,
+  })
+  const resourceOf = (slug: string) => `${resourcesOf(config.publicUrl).mcp}/servers/${slug}`
+
+  async function handle(request: Request, slug: string): Promise<Response> {
+    const refused = checkOriginAndHost(request)
+    if (refused) return rpcError(403, -32000, `Forbidden: ${refused}`)
+    const resource = resourceOf(slug)
+    const challenge = (options: Parameters<typeof bearerChallenge>[1] = {}) => ({
+      'www-authenticate': bearerChallenge(config, { resource, ...options }),
+    })
+    const token = bearerToken(request.headers.get('authorization'))
+    if (!token) return rpcError(401, -32001, 'Authentication required', { headers: challenge() })
+    const principal = await authenticateTokenCached(deps, token)
+    if (!principal || (principal.oauth && principal.oauth.audience !== resource)) {
+      const description = principal
+        ? `the token was issued for ${principal.oauth!.audience}, not ${resource}`
+        : 'the token is invalid, expired or revoked'
+      return rpcError(401, -32001, `Invalid token: ${description}`, {
+        headers: challenge({ error: 'invalid_token', description }),
+      })
+    }
+    if (principal.oauth && !principal.oauth.scopes.includes('mcp'))
+      return rpcError(403, -32001, 'Insufficient scope: the mcp scope is required', {
+        headers: challenge({ error: 'insufficient_scope', scopes: ['mcp'] }),
+      })
+    const server = await findUsableServerBySlug(deps, principal, slug)
+    if (!server) return rpcError(404, -32000, `There is no MCP server "${slug}" for you here`)
+    if (server.transport === 'sse')
+      return rpcError(
+        501,
+        -32000,
+        `${server.display_name} uses the HTTP+SSE transport, which /mcp/servers does not serve yet`,
+      )
+
+    const body = request.body ? new Uint8Array(await request.arrayBuffer()) : null
+    let credentials: Record<string, string>
+    try {
+      credentials = await upstreamHeaders(deps, server, principal.user)
+    } catch (error) {
+      if (!(error instanceof UpstreamTokenError) || error.reason === 'unavailable') {
+        const message = error instanceof Error ? error.message : 'its credential could not be prepared'
+        return rpcError(502, -32000, `${server.display_name} is unavailable: ${message}`, { id: requestIdOf(body) })
+      }
+      return connectRequired(request, server.id, server.display_name, error.message, requestIdOf(body))
+    }
+
+    const started = performance.now()
+    const send = (headers: Record<string, string>) =>
+      forward(
+        fetchUpstream,
+        {
+          url: server.url,
+          method: request.method,
+          headers: forwardedRequestHeaders(request.headers, headers),
+          body,
+          signal: request.signal,
+        },
+        server.display_name,
+      )
+    let upstream: Response
+    try {
+      upstream = await send(credentials)
+      // A token the upstream refused (revoked, rotated elsewhere): refresh once and try again.
+      if (upstream.status === 401 && server.auth_type === 'oauth2') {
+        await upstream.body?.cancel().catch(() => {})
+        const rejected = credentials.authorization?.replace(/^Bearer /, '') ?? ''
+        const renewed = await refreshAfterUnauthorized(deps, server, principal.user.id, rejected)
+        if (!renewed)
+          return connectRequired(
+            request,
+            server.id,
+            server.display_name,
+            `reconnect ${server.display_name}: it refused your sign-in`,
+            requestIdOf(body),
+          )
+        upstream = await send({ ...credentials, authorization: `Bearer ${renewed}` })
+      }
+    } catch (error) {
+      if (error instanceof UpstreamUnavailable)
+        return rpcError(error.status, -32000, error.message, { id: requestIdOf(body) })
+      throw error
+    }
+    if (upstream.status === 401) {
+      await upstream.body?.cancel().catch(() => {})
+      return rpcError(502, -32000, `${server.display_name} refused the credential Gatehouse sent for you`, {
+        id: requestIdOf(body),
+      })
+    }
+    deps.logger.info('mcp passthrough', {
+      server: server.slug,
+      user_id: principal.user.id,
+      method: request.method,
+      status: upstream.status,
+      upstream_ms: Math.round(performance.now() - started),
+    })
+    return relayResponse(upstream)
+  }
+
+  /**
+   * An oauth2 server the user has not connected (or must reconnect). Not a 401, which would send
+   * the client to sign in to Gatehouse again: a 403 whose JSON-RPC error carries the connect link,
+   * and for 2025-11-25 clients the URL-elicitation-required code, so clients that support it open it.
+   */
+  function connectRequired(request: Request, serverId: string, name: string, reason: string, id: unknown): Response {
+    const url = `${config.publicUrl}/connections?connect=${encodeURIComponent(serverId)}`
+    const message = `${reason}. Open ${url} to connect ${name}, then try again.`
+    if (request.headers.get('mcp-protocol-version') === '2025-11-25')
+      return rpcError(403, URL_ELICITATION_REQUIRED, message, {
+        id,
+        data: { elicitations: [{ mode: 'url', elicitationId: crypto.randomUUID(), url, message: `Connect ${name}` }] },
+      })
+    return rpcError(403, -32001, message, { id, data: { connect_url: url } })
+  }
+
+  const slugParams = t.Object({ slug: t.String({ maxLength: 64 }) })
+  return new Elysia({ name: 'passthrough', detail: { tags: ['mcp'] } })
+    .get(
+      '/.well-known/oauth-protected-resource/mcp/servers/:slug',
+      ({ params }) =>
+        Response.json(
+          {
+            resource: resourceOf(params.slug),
+            authorization_servers: [config.publicUrl],
+            scopes_supported: ['mcp'],
+            bearer_methods_supported: ['header'],
+            resource_name: `Gatehouse: ${params.slug}`,
+          },
+          { headers: { ...CORS_HEADERS, 'cache-control': 'public, max-age=300' } },
+        ),
+      {
+        params: slugParams,
+        detail: { summary: 'Protected resource metadata of one upstream (RFC 9728)', security: [] },
+      },
+    )
+    .options('/.well-known/oauth-protected-resource/mcp/servers/:slug', preflight, { detail: { hide: true } })
+    .options('/mcp/servers/:slug', ({ request }) => answerPreflight(request, allowsOrigin), { detail: { hide: true } })
+    .post(
+      '/mcp/servers/:slug',
+      async ({ request, params }) => withCors(request, await handle(request, params.slug), allowsOrigin),
+      {
+        parse: 'none',
+        params: slugParams,
+        detail: { summary: 'One upstream MCP server, passed through with your own credential', security: [] },
+      },
+    )
+    .get(
+      '/mcp/servers/:slug',
+      async ({ request, params }) => withCors(request, await handle(request, params.slug), allowsOrigin),
+      {
+        params: slugParams,
+        detail: { summary: 'The upstream’s server-to-client stream (Streamable HTTP GET)', security: [] },
+      },
+    )
+    .delete(
+      '/mcp/servers/:slug',
+      async ({ request, params }) => withCors(request, await handle(request, params.slug), allowsOrigin),
+      {
+        params: slugParams,
+        detail: { summary: 'End the upstream MCP session', security: [] },
+      },
+    )
+}
