@@ -11,6 +11,26 @@ function escapeLabel(value: string): string {
   return value.replaceAll('\\', '\\\\').replaceAll('"', '\\"').replaceAll('\n', '\\n')
 }
 
+function observeInto(histograms: Map<string, Histogram>, key: string, seconds: number): void {
+  let histogram = histograms.get(key)
+  if (!histogram) {
+    histogram = { counts: BUCKETS.map(() => 0), sum: 0, count: 0 }
+    histograms.set(key, histogram)
+  }
+  for (let i = 0; i < BUCKETS.length; i++) if (seconds <= BUCKETS[i]) histogram.counts[i]++
+  histogram.sum += seconds
+  histogram.count++
+}
+
+function renderHistograms(lines: string[], name: string, histograms: Map<string, Histogram>): void {
+  for (const [labels, histogram] of histograms) {
+    BUCKETS.forEach((bound, i) => lines.push(`${name}_bucket{${labels},le="${bound}"} ${histogram.counts[i]}`))
+    lines.push(`${name}_bucket{${labels},le="+Inf"} ${histogram.count}`)
+    lines.push(`${name}_sum{${labels}} ${histogram.sum}`)
+    lines.push(`${name}_count{${labels}} ${histogram.count}`)
+  }
+}
+
 /**
  * Prometheus counters and a latency histogram for HTTP requests. Routes are the matched
  * pattern (`/api/v1/users/:id`), never the raw path, so cardinality stays bounded.
@@ -32,14 +52,21 @@ export class HttpMetrics {
     const requestKey = `${latencyKey},status="${status}"`
     this.requests.set(requestKey, (this.requests.get(requestKey) ?? 0) + 1)
 
-    let histogram = this.latency.get(latencyKey)
-    if (!histogram) {
-      histogram = { counts: BUCKETS.map(() => 0), sum: 0, count: 0 }
-      this.latency.set(latencyKey, histogram)
-    }
-    for (let i = 0; i < BUCKETS.length; i++) if (seconds <= BUCKETS[i]) histogram.counts[i]++
-    histogram.sum += seconds
-    histogram.count++
+    observeInto(this.latency, latencyKey, seconds)
+  }
+
+  private readonly upstreamRequests = new Map<string, number>()
+  private readonly upstreamLatency = new Map<string, Histogram>()
+
+  /**
+   * One request passed to an upstream: by server slug (bounded: admins create them) and outcome
+   * (`ok`, `client_error`, `upstream_error`, `unavailable`, `connect_required`), with the time to
+   * the upstream's answer.
+   */
+  observeUpstream(server: string, outcome: string, seconds: number): void {
+    const key = `server="${escapeLabel(server)}",outcome="${escapeLabel(outcome)}"`
+    this.upstreamRequests.set(key, (this.upstreamRequests.get(key) ?? 0) + 1)
+    observeInto(this.upstreamLatency, `server="${escapeLabel(server)}"`, seconds)
   }
 
   render(): string {
@@ -52,14 +79,18 @@ export class HttpMetrics {
       '# HELP gatehouse_http_request_duration_seconds HTTP request latency by method and route.',
       '# TYPE gatehouse_http_request_duration_seconds histogram',
     )
-    for (const [labels, histogram] of this.latency) {
-      BUCKETS.forEach((bound, i) =>
-        lines.push(`gatehouse_http_request_duration_seconds_bucket{${labels},le="${bound}"} ${histogram.counts[i]}`),
-      )
-      lines.push(`gatehouse_http_request_duration_seconds_bucket{${labels},le="+Inf"} ${histogram.count}`)
-      lines.push(`gatehouse_http_request_duration_seconds_sum{${labels}} ${histogram.sum}`)
-      lines.push(`gatehouse_http_request_duration_seconds_count{${labels}} ${histogram.count}`)
-    }
+    renderHistograms(lines, 'gatehouse_http_request_duration_seconds', this.latency)
+    lines.push(
+      '# HELP gatehouse_upstream_requests_total Requests passed to upstream MCP servers, by server and outcome.',
+      '# TYPE gatehouse_upstream_requests_total counter',
+    )
+    for (const [labels, value] of this.upstreamRequests)
+      lines.push(`gatehouse_upstream_requests_total{${labels}} ${value}`)
+    lines.push(
+      '# HELP gatehouse_upstream_response_seconds Time until an upstream MCP server answered, by server.',
+      '# TYPE gatehouse_upstream_response_seconds histogram',
+    )
+    renderHistograms(lines, 'gatehouse_upstream_response_seconds', this.upstreamLatency)
     const memory = process.memoryUsage()
     lines.push(
       '# HELP gatehouse_process_heap_used_bytes JavaScript heap in use.',

@@ -93,18 +93,32 @@ export const passthroughModule = (deps: AppDeps) => {
       )
 
     const body = request.body ? new Uint8Array(await request.arrayBuffer()) : null
+    const started = performance.now()
+    const account = (outcome: string, status: number) => {
+      const seconds = (performance.now() - started) / 1000
+      deps.metrics.observeUpstream(server.slug, outcome, seconds)
+      deps.logger.info('mcp passthrough', {
+        server: server.slug,
+        user_id: principal.user.id,
+        method: request.method,
+        status,
+        outcome,
+        duration_ms: Math.round(seconds * 1000),
+      })
+    }
     let credentials: Record<string, string>
     try {
       credentials = await upstreamHeaders(deps, server, principal.user)
     } catch (error) {
       if (!(error instanceof UpstreamTokenError) || error.reason === 'unavailable') {
         const message = error instanceof Error ? error.message : 'its credential could not be prepared'
+        account('unavailable', 502)
         return rpcError(502, -32000, `${server.display_name} is unavailable: ${message}`, { id: requestIdOf(body) })
       }
+      account('connect_required', 403)
       return connectRequired(request, server.id, server.display_name, error.message, requestIdOf(body))
     }
 
-    const started = performance.now()
     const send = (headers: Record<string, string>) =>
       forward(
         fetchUpstream,
@@ -125,7 +139,8 @@ export const passthroughModule = (deps: AppDeps) => {
         await upstream.body?.cancel().catch(() => {})
         const rejected = credentials.authorization?.replace(/^Bearer /, '') ?? ''
         const renewed = await refreshAfterUnauthorized(deps, server, principal.user.id, rejected)
-        if (!renewed)
+        if (!renewed) {
+          account('connect_required', 403)
           return connectRequired(
             request,
             server.id,
@@ -133,26 +148,24 @@ export const passthroughModule = (deps: AppDeps) => {
             `reconnect ${server.display_name}: it refused your sign-in`,
             requestIdOf(body),
           )
+        }
         upstream = await send({ ...credentials, authorization: `Bearer ${renewed}` })
       }
     } catch (error) {
-      if (error instanceof UpstreamUnavailable)
+      if (error instanceof UpstreamUnavailable) {
+        account('unavailable', error.status)
         return rpcError(error.status, -32000, error.message, { id: requestIdOf(body) })
+      }
       throw error
     }
     if (upstream.status === 401) {
       await upstream.body?.cancel().catch(() => {})
+      account('upstream_error', 502)
       return rpcError(502, -32000, `${server.display_name} refused the credential Gatehouse sent for you`, {
         id: requestIdOf(body),
       })
     }
-    deps.logger.info('mcp passthrough', {
-      server: server.slug,
-      user_id: principal.user.id,
-      method: request.method,
-      status: upstream.status,
-      upstream_ms: Math.round(performance.now() - started),
-    })
+    account(upstream.status >= 500 ? 'upstream_error' : upstream.status >= 400 ? 'client_error' : 'ok', upstream.status)
     return relayResponse(upstream)
   }
 

@@ -3,6 +3,8 @@ import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/cli
 import { findFreePort } from '../fixtures/cli-process.ts'
 import { remote } from '../fixtures/http.ts'
 import { startOAuthServer, startV1SessionMcpServer, startV2McpServer } from '../fixtures/upstreams.ts'
+import { sealValue } from '../../src/secrets/sealed-column.ts'
+import { tokenBinding } from '../../src/upstreams/upstream-tokens.ts'
 import { bootstrapOwner, createUserAndLogin, startTestServer } from '../setup.ts'
 
 /**
@@ -123,6 +125,30 @@ describe('one upstream through /mcp/servers/{slug}', () => {
     }
   })
 
+  it('refreshes once and retries when the upstream refuses a token it revoked silently', async () => {
+    const as = await track(startOAuthServer())
+    const upstream = await track(startV2McpServer({ protectedBy: as.protect() }))
+    const server = await register('revoking', { url: upstream.url, auth_type: 'oauth2' })
+    const started = await api('GET', `/api/v1/mcp/servers/${server.id}/oauth2/connect`)
+    const back = await as.approve(started.body.authorization_url)
+    expect((await api('GET', back.pathname + back.search)).body).toEqual({ connected: true })
+    // The upstream no longer accepts the stored access token, which has not expired.
+    const binding = { server_id: server.id, user_id: owner.id }
+    await gatehouse.deps.db
+      .updateTable('mcp_server_user_tokens')
+      .set({
+        access_token: await sealValue(gatehouse.deps.keyring, tokenBinding(binding, 'access_token'), 'revoked-token'),
+      })
+      .where('server_id', '=', server.id)
+      .execute()
+    const refreshesBefore = as.tokenRequestsOf('refresh_token').length
+    const client = await connect('revoking')
+    expect((await client.callTool({ name: 'echo', arguments: { text: 'again' } })).content).toEqual([
+      { type: 'text', text: 'again' },
+    ])
+    expect(as.tokenRequestsOf('refresh_token').length).toBe(refreshesBefore + 1)
+  })
+
   it('answers a 2025-11-25 client that must connect with the URL-elicitation-required error', async () => {
     const as = await track(startOAuthServer())
     const upstream = await track(startV2McpServer({ protectedBy: as.protect() }))
@@ -197,5 +223,166 @@ describe('one upstream through /mcp/servers/{slug}', () => {
     const body = await response.json()
     expect(body).toMatchObject({ jsonrpc: '2.0', id: 3 })
     expect(body.error.message).toStartWith('gone is unavailable:')
+  })
+
+  describe('transparency', () => {
+    /** A hand-written upstream, for what the SDK servers cannot be made to do on cue. */
+    function rawUpstream(handler: (request: Request) => Response | Promise<Response>) {
+      const server = Bun.serve({ port: 0, hostname: '127.0.0.1', idleTimeout: 0, fetch: handler })
+      const upstream = { url: `http://127.0.0.1:${server.port}/mcp`, close: async () => void server.stop(true) }
+      started.push(upstream)
+      return upstream
+    }
+    const post = (slug: string, body: unknown = { jsonrpc: '2.0', id: 1, method: 'ping' }, init: RequestInit = {}) =>
+      fetch(`${gatehouse.url}/mcp/servers/${slug}`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${owner.token}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          cookie: 'gatehouse_session=must-not-leave',
+        },
+        body: JSON.stringify(body),
+        ...init,
+      })
+
+    it('sends the API key header, drops the client’s cookie, and passes MCP headers both ways', async () => {
+      let seen: Headers | undefined
+      const upstream = rawUpstream((request) => {
+        seen = request.headers
+        return Response.json(
+          { jsonrpc: '2.0', id: 1, result: {} },
+          {
+            headers: {
+              'mcp-session-id': 'upstream-session-1',
+              'set-cookie': 'upstream=secret',
+              'www-authenticate': 'Bearer realm="upstream"',
+            },
+          },
+        )
+      })
+      await register('keyed', {
+        url: upstream.url,
+        auth_type: 'api_key',
+        api_key_header: 'X-Api-Key',
+        api_key_value: 'k-123',
+      })
+      const response = await post('keyed', undefined, {
+        headers: {
+          authorization: `Bearer ${owner.token}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          cookie: 'gatehouse_session=must-not-leave',
+          'mcp-session-id': 'client-session-9',
+          'mcp-protocol-version': '2025-06-18',
+        },
+      })
+      expect(response.status).toBe(200)
+      expect(seen!.get('x-api-key')).toBe('k-123')
+      expect(seen!.get('authorization')).toBeNull()
+      expect(seen!.get('cookie')).toBeNull()
+      expect(seen!.get('mcp-session-id')).toBe('client-session-9')
+      expect(seen!.get('mcp-protocol-version')).toBe('2025-06-18')
+      expect(response.headers.get('mcp-session-id')).toBe('upstream-session-1')
+      expect(response.headers.get('set-cookie')).toBeNull()
+      expect(response.headers.get('www-authenticate')).toBeNull()
+    })
+
+    it('streams SSE as it comes: the first event arrives before the upstream sends the second', async () => {
+      let release!: () => void
+      const second = new Promise<void>((resolve) => {
+        release = resolve
+      })
+      const encoder = new TextEncoder()
+      const upstream = rawUpstream(
+        () =>
+          new Response(
+            new ReadableStream({
+              async start(controller) {
+                controller.enqueue(
+                  encoder.encode(
+                    'event: message\ndata: {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}\n\n',
+                  ),
+                )
+                await second
+                controller.enqueue(encoder.encode('event: message\ndata: {"jsonrpc":"2.0","id":1,"result":{}}\n\n'))
+                controller.close()
+              },
+            }),
+            { headers: { 'content-type': 'text/event-stream' } },
+          ),
+      )
+      await register('stream', { url: upstream.url })
+      const response = await post('stream')
+      expect(response.headers.get('content-type')).toStartWith('text/event-stream')
+      const reader = response.body!.getReader()
+      let text = ''
+      while (!text.includes('notifications/progress')) text += new TextDecoder().decode((await reader.read()).value)
+      expect(text).not.toContain('"result"')
+      release()
+      while (!text.includes('"result"')) {
+        const chunk = await reader.read()
+        if (chunk.done) break
+        text += new TextDecoder().decode(chunk.value)
+      }
+      expect(text).toContain('"result"')
+    })
+
+    it('ends the upstream exchange when the client goes away', async () => {
+      let cancelled!: () => void
+      const upstreamCancelled = new Promise<void>((resolve) => {
+        cancelled = resolve
+      })
+      const upstream = rawUpstream(
+        () =>
+          new Response(
+            new ReadableStream({
+              start(controller) {
+                controller.enqueue(new TextEncoder().encode(': first\n\n'))
+              },
+              cancel() {
+                cancelled()
+              },
+            }),
+            { headers: { 'content-type': 'text/event-stream' } },
+          ),
+      )
+      await register('long', { url: upstream.url })
+      const abort = new AbortController()
+      const response = await post('long', undefined, { signal: abort.signal })
+      await response.body!.getReader().read()
+      abort.abort()
+      await Promise.race([
+        upstreamCancelled,
+        Bun.sleep(5000).then(() => {
+          throw new Error('the upstream stream was not cancelled')
+        }),
+      ])
+    })
+
+    it('passes a compressed body on as it came, decodable once by the client', async () => {
+      const upstream = rawUpstream(
+        () =>
+          new Response(
+            Bun.gzipSync(new TextEncoder().encode(JSON.stringify({ jsonrpc: '2.0', id: 1, result: { ok: true } }))),
+            {
+              headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+            },
+          ),
+      )
+      await register('zipped', { url: upstream.url })
+      const response = await post('zipped')
+      expect(await response.json()).toEqual({ jsonrpc: '2.0', id: 1, result: { ok: true } })
+    })
+
+    it('counts each request per server and outcome in /metrics', async () => {
+      const upstream = rawUpstream(() => Response.json({ jsonrpc: '2.0', id: 1, result: {} }))
+      await register('counted', { url: upstream.url })
+      await post('counted')
+      await post('counted')
+      const metrics = await (await fetch(`${gatehouse.url}/metrics`)).text()
+      expect(metrics).toContain('gatehouse_upstream_requests_total{server="counted",outcome="ok"} 2')
+      expect(metrics).toContain('gatehouse_upstream_response_seconds_count{server="counted"} 2')
+    })
   })
 })
