@@ -1,4 +1,5 @@
 import type { OutboundFetch } from '../http/outbound.ts'
+import { HOP_BY_HOP_HEADERS } from '../http/headers.ts'
 import { OutboundError } from '../http/outbound.ts'
 
 /**
@@ -7,21 +8,6 @@ import { OutboundError } from '../http/outbound.ts'
  * credential changes: the client's `Authorization` and cookies never leave Gatehouse, the
  * upstream's cookies and challenges never reach the client.
  */
-
-/** RFC 9110 §7.6.1 hop-by-hop headers, plus what the runtime sets for the new connection. */
-const HOP_BY_HOP = [
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'host',
-  'content-length',
-]
 
 /** Request headers that belong to the client's session with Gatehouse, never forwarded. */
 const CLIENT_CREDENTIALS = ['authorization', 'cookie', 'x-csrf-token', 'origin', 'referer']
@@ -33,7 +19,7 @@ const SSE_COMMENT = new TextEncoder().encode(': gatehouse\n\n')
 
 export function forwardedRequestHeaders(incoming: Headers, credentials: Record<string, string>): Headers {
   const headers = new Headers(incoming)
-  for (const name of [...HOP_BY_HOP, ...CLIENT_CREDENTIALS]) headers.delete(name)
+  for (const name of [...HOP_BY_HOP_HEADERS, ...CLIENT_CREDENTIALS]) headers.delete(name)
   for (const name of [...headers.keys()]) if (name.startsWith('x-forwarded-')) headers.delete(name)
   for (const [name, value] of Object.entries(credentials)) headers.set(name, value)
   return headers
@@ -41,7 +27,7 @@ export function forwardedRequestHeaders(incoming: Headers, credentials: Record<s
 
 function returnedHeaders(upstream: Headers): Headers {
   const headers = new Headers(upstream)
-  for (const name of [...HOP_BY_HOP, ...UPSTREAM_PRIVATE]) headers.delete(name)
+  for (const name of [...HOP_BY_HOP_HEADERS, ...UPSTREAM_PRIVATE]) headers.delete(name)
   return headers
 }
 

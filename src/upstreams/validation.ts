@@ -1,6 +1,7 @@
 import { isIP } from 'node:net'
 import { classifyAddress } from '../http/address-policy.ts'
 import { ApiError, invalidField } from '../http/errors.ts'
+import { HOP_BY_HOP_HEADERS } from '../http/headers.ts'
 
 /** DESIGN.md: lowercase `[a-z0-9-]`, at most 32; it names the server in tool names and URLs. */
 const SLUG = /^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$/
@@ -13,17 +14,7 @@ const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
  * the MCP transport's own, which Gatehouse and the client manage.
  */
 const RESERVED_HEADERS = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'host',
-  'content-length',
+  ...HOP_BY_HOP_HEADERS,
   'content-type',
   'cookie',
   'accept',

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
-import { existsSync } from 'node:fs'
-import { chromium, type Browser } from 'playwright-core'
+import { assertChromium, launchChromium } from '../fixtures/browser.ts'
+import type { Browser } from 'playwright-core'
 import { loadConfig } from '../../src/config.ts'
 import { findFreePort } from '../fixtures/cli-process.ts'
 import { postJson } from '../fixtures/http.ts'
@@ -13,7 +13,6 @@ import { OWNER, startTestServer } from '../setup.ts'
 // signs the fixture's account in and consents without a page of its own), and back to where the
 // user was going, signed in. CI installs Chromium; without it this test fails, never skips.
 
-const CHROMIUM = '/usr/bin/chromium'
 const TIMEOUT_MS = 10_000
 const CLIENT_ID = 'gatehouse-browser'
 const CLIENT_SECRET = 'gatehouse-client-secret'
@@ -25,8 +24,7 @@ describe('identity-provider sign-in in Chromium', () => {
   let publicUrl: string
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM))
-      throw new Error(`Chromium is missing at ${CHROMIUM}: install it with \`apt-get install -y chromium\` (CI does)`)
+    assertChromium()
     const port = await findFreePort()
     publicUrl = `http://127.0.0.1:${port}`
     idp = await startOidcProvider({
@@ -44,20 +42,7 @@ describe('identity-provider sign-in in Chromium', () => {
     const created = await postJson(`${server.url}/api/v1/users/first`, OWNER, TIMEOUT_MS)
     if (created.status !== 201) throw new Error(`first user: ${created.status} ${await created.text()}`)
 
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 20_000,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    })
+    browser = await launchChromium()
   })
 
   afterAll(async () => {

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
-import { existsSync } from 'node:fs'
+import { assertChromium, launchChromium } from '../fixtures/browser.ts'
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { chromium, type Browser, type Page } from 'playwright-core'
+import type { Browser, Page } from 'playwright-core'
 import { OWNER, startTestServer } from '../setup.ts'
 import { findFreePort } from '../fixtures/cli-process.ts'
 import { postJson } from '../fixtures/http.ts'
@@ -12,7 +12,6 @@ import { createPkce, type Pkce } from './helpers.ts'
 // The sign-in and consent pages in a real browser (Debian's Chromium), from the authorization
 // URL to the client's callback. CI installs Chromium; without it these tests fail, never skip.
 
-const CHROMIUM = '/usr/bin/chromium'
 const CLIENT_NAME = 'Browser Test App'
 const SCOPE = 'mcp offline_access'
 const TIMEOUT_MS = 10_000
@@ -28,8 +27,7 @@ describe('the consent page in Chromium', () => {
   let framedUrl = ''
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM))
-      throw new Error(`Chromium is missing at ${CHROMIUM}: install it with \`apt-get install -y chromium\` (CI does)`)
+    assertChromium()
 
     client = Bun.serve({
       port: 0,
@@ -63,20 +61,7 @@ describe('the consent page in Chromium', () => {
     const created = await postJson(`${server.url}/api/v1/users/first`, OWNER, TIMEOUT_MS)
     if (created.status !== 201) throw new Error(`first user: ${created.status} ${await created.text()}`)
 
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 20_000,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    })
+    browser = await launchChromium()
   })
 
   afterAll(async () => {
