@@ -11,6 +11,7 @@ import { upstreamHeaders } from '../upstreams/credentials.ts'
 import { refreshAfterUnauthorized, UpstreamTokenError } from '../upstreams/upstream-tokens.ts'
 import { findUsableServerBySlug } from '../upstreams/upstream.service.ts'
 import { forward, forwardedRequestHeaders, relayResponse, UpstreamUnavailable } from './proxy.ts'
+import { handleSseUpstream } from './sse-bridge.ts'
 
 /** MCP 2025-11-25: the server needs the user to open a URL first (URL-mode elicitation). */
 const URL_ELICITATION_REQUIRED = -32042
@@ -85,12 +86,6 @@ export const passthroughModule = (deps: AppDeps) => {
       })
     const server = await findUsableServerBySlug(deps, principal, slug)
     if (!server) return rpcError(404, -32000, `There is no MCP server "${slug}" for you here`)
-    if (server.transport === 'sse')
-      return rpcError(
-        501,
-        -32000,
-        `${server.display_name} uses the HTTP+SSE transport, which /mcp/servers does not serve yet`,
-      )
 
     const body = request.body ? new Uint8Array(await request.arrayBuffer()) : null
     const started = performance.now()
@@ -119,6 +114,24 @@ export const passthroughModule = (deps: AppDeps) => {
       return connectRequired(request, server.id, server.display_name, error.message, requestIdOf(body))
     }
 
+    if (server.transport === 'sse') {
+      try {
+        const response = await handleSseUpstream({
+          request,
+          body,
+          url: server.url,
+          credentials,
+          fetch: fetchUpstream,
+          timeoutMs: config.upstreamTimeoutSeconds * 1000,
+        })
+        account(response.status >= 400 ? 'client_error' : 'ok', response.status)
+        return response
+      } catch (error) {
+        account('unavailable', 502)
+        const cause = error instanceof Error ? error.message : 'the connection failed'
+        return rpcError(502, -32000, `${server.display_name} is unavailable: ${cause}`, { id: requestIdOf(body) })
+      }
+    }
     const send = (headers: Record<string, string>) =>
       forward(
         fetchUpstream,

@@ -1,0 +1,104 @@
+import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
+import { createServer } from 'node:http'
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client'
+import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js'
+import { findFreePort } from '../fixtures/cli-process.ts'
+import { remote } from '../fixtures/http.ts'
+import { buildV1Server, DEFAULT_TOOLS } from '../fixtures/upstreams.ts'
+import { bootstrapOwner, startTestServer } from '../setup.ts'
+
+/**
+ * An upstream on the deprecated HTTP+SSE transport (the v1 SDK's SSEServerTransport: a GET event
+ * stream and POSTs to the endpoint it names), reached by a Streamable HTTP client through
+ * /mcp/servers/{slug}, which bridges it with the SDK's SSE client.
+ */
+async function startSseUpstream() {
+  const transports = new Map<string, SSEServerTransport>()
+  const authorizations: (string | undefined)[] = []
+  const http = createServer(async (req, res) => {
+    authorizations.push(req.headers.authorization)
+    const url = new URL(req.url ?? '/', 'http://127.0.0.1')
+    if (req.method === 'GET' && url.pathname === '/sse') {
+      const transport = new SSEServerTransport('/messages', res)
+      transports.set(transport.sessionId, transport)
+      res.on('close', () => transports.delete(transport.sessionId))
+      await buildV1Server(DEFAULT_TOOLS).connect(transport)
+      return
+    }
+    const transport = transports.get(url.searchParams.get('sessionId') ?? '')
+    if (req.method === 'POST' && url.pathname === '/messages' && transport) return transport.handlePostMessage(req, res)
+    res.writeHead(404).end()
+  })
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
+  const port = (http.address() as { port: number }).port
+  return {
+    url: `http://127.0.0.1:${port}/sse`,
+    authorizations,
+    close: () => new Promise<void>((resolve) => http.close(() => resolve())),
+  }
+}
+
+describe('an HTTP+SSE upstream through /mcp/servers/{slug}', () => {
+  let gatehouse: Awaited<ReturnType<typeof startTestServer>>
+  let upstream: Awaited<ReturnType<typeof startSseUpstream>>
+  let owner: { id: string; token: string }
+
+  beforeAll(async () => {
+    upstream = await startSseUpstream()
+    const port = await findFreePort()
+    gatehouse = await startTestServer({ port, publicUrl: `http://127.0.0.1:${port}`, outboundAllowPrivate: true })
+    owner = await bootstrapOwner(remote(gatehouse.url))
+    const created = await fetch(`${gatehouse.url}/api/v1/mcp/servers`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${owner.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        display_name: 'Legacy',
+        slug: 'legacy',
+        url: upstream.url,
+        transport: 'sse',
+        enabled: true,
+        auth_type: 'custom_headers',
+        custom_headers: { Authorization: 'Bearer legacy-credential' },
+      }),
+    })
+    if (created.status !== 201) throw new Error(`create: ${created.status} ${await created.text()}`)
+  })
+  afterAll(async () => {
+    await gatehouse?.close()
+    await upstream?.close()
+  })
+
+  it('lists and calls its tools for a Streamable HTTP client, with the server’s credential', async () => {
+    const client = new Client({ name: 'sse-bridge-test', version: '1.0.0' })
+    const transport = new StreamableHTTPClientTransport(new URL(`${gatehouse.url}/mcp/servers/legacy`), {
+      requestInit: { headers: { authorization: `Bearer ${owner.token}` } },
+    })
+    await client.connect(transport)
+    try {
+      expect(transport.sessionId).toBeString()
+      expect((await client.listTools()).tools.map((tool) => tool.name)).toEqual(['echo', 'add'])
+      expect((await client.callTool({ name: 'echo', arguments: { text: 'bridged' } })).content).toEqual([
+        { type: 'text', text: 'bridged' },
+      ])
+      expect(upstream.authorizations.length).toBeGreaterThan(0)
+      for (const seen of upstream.authorizations) expect(seen).toBe('Bearer legacy-credential')
+    } finally {
+      await transport.terminateSession().catch(() => {})
+      await client.close()
+    }
+  })
+
+  it('answers a request of an unknown session with 404, so the client starts a new one', async () => {
+    const response = await fetch(`${gatehouse.url}/mcp/servers/legacy`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${owner.token}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-session-id': 'no-such-session',
+      },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+    })
+    expect(response.status).toBe(404)
+  })
+})
