@@ -192,6 +192,36 @@ export async function stop(server: Server, show: ShowOutput = 'stderr') {
   if (stderr.trim()) process.stderr.write(`${benchName}: ${server.kind} wrote to stderr:\n${stderr.trim()}\n`)
 }
 
+/** What `runTool` saw of a command run to its end. */
+export interface ToolRun {
+  code: number | null
+  stdout: string
+  stderr: string
+  /** User plus system CPU seconds the command used, from its resource usage. */
+  cpuS: number
+}
+
+/**
+ * Runs a command that is not a server (a load generator) to its end in ROOT with the parent's environment, killed
+ * after `timeoutMs` or by `cleanup` if the benchmark is aborted meanwhile, so it never outlives the run.
+ */
+export async function runTool(command: string[], timeoutMs: number): Promise<ToolRun> {
+  const child = Bun.spawn(command, { cwd: ROOT, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' })
+  liveChildren.add(child)
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+  try {
+    const [stdout, stderr] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()])
+    await child.exited
+    const cpu = child.resourceUsage()?.cpuTime
+    const cpuS = cpu ? Number(cpu.user + cpu.system) / 1e6 : Number.NaN
+    if (child.signalCode === 'SIGKILL') throw new Error(`${command[0]} did not finish within ${timeoutMs} ms`)
+    return { code: child.exitCode, stdout, stderr, cpuS }
+  } finally {
+    clearTimeout(timer)
+    liveChildren.delete(child)
+  }
+}
+
 /** A request to a server under test: redirects not followed, bounded in time. */
 export async function call(base: string, path: string, init: RequestInit = {}): Promise<Response> {
   return fetch(`${base}${path}`, { redirect: 'manual', signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS), ...init })
@@ -246,7 +276,7 @@ export async function memoryKiB(pid: number): Promise<{ rss: number; hwm: number
 }
 
 /** Busy and total jiffies of the whole machine, from the first line of /proc/stat. */
-async function machineTicks(): Promise<{ busy: number; total: number }> {
+export async function machineTicks(): Promise<{ busy: number; total: number }> {
   const [, ...fields] = (await readFile('/proc/stat', 'utf8')).split('\n')[0].trim().split(/\s+/)
   const ticks = fields.map(Number)
   const total = ticks.slice(0, 8).reduce((sum, tick) => sum + tick, 0) // user … steal; guest is inside user
