@@ -10,6 +10,7 @@ import { resourcesOf } from '../oauth/resource.ts'
 import { upstreamHeaders } from '../upstreams/credentials.ts'
 import { refreshAfterUnauthorized, UpstreamTokenError } from '../upstreams/upstream-tokens.ts'
 import { findUsableServerBySlug } from '../upstreams/upstream.service.ts'
+import { usableServerCache } from '../upstreams/usable-server-cache.ts'
 import { forward, forwardedRequestHeaders, relayResponse, UpstreamUnavailable } from './proxy.ts'
 import { handleSseUpstream } from './sse-bridge.ts'
 
@@ -84,7 +85,9 @@ export const passthroughModule = (deps: AppDeps) => {
       return rpcError(403, -32001, 'Insufficient scope: the mcp scope is required', {
         headers: challenge({ error: 'insufficient_scope', scopes: ['mcp'] }),
       })
-    const server = await findUsableServerBySlug(deps, principal, slug)
+    const server = await usableServerCache.get(principal.user.id, slug, () =>
+      findUsableServerBySlug(deps, principal, slug),
+    )
     if (!server) return rpcError(404, -32000, `There is no MCP server "${slug}" for you here`)
 
     const body = request.body ? new Uint8Array(await request.arrayBuffer()) : null
@@ -168,6 +171,11 @@ export const passthroughModule = (deps: AppDeps) => {
       if (error instanceof UpstreamUnavailable) {
         account('unavailable', error.status)
         return rpcError(error.status, -32000, error.message, { id: requestIdOf(body) })
+      }
+      // The client hung up: nobody is left to answer, and it is not Gatehouse's error.
+      if (request.signal.aborted) {
+        account('client_gone', 499)
+        return new Response(null, { status: 499 })
       }
       throw error
     }
