@@ -360,6 +360,42 @@ describe('one upstream through /mcp/servers/{slug}', () => {
       ])
     })
 
+    it('ends the client’s stream when the upstream stops mid-stream, and keeps serving', async () => {
+      const upstream = rawUpstream(
+        () =>
+          new Response(
+            new ReadableStream({
+              start(controller) {
+                controller.enqueue(
+                  new TextEncoder().encode(
+                    'event: message\ndata: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"half"}}\n\n',
+                  ),
+                )
+                setTimeout(() => controller.error(new Error('upstream crashed')), 50)
+              },
+            }),
+            { headers: { 'content-type': 'text/event-stream' } },
+          ),
+      )
+      await register('crashing', { url: upstream.url })
+      const response = await post('crashing')
+      expect(response.status).toBe(200)
+      const reader = response.body!.getReader()
+      let text = ''
+      try {
+        for (;;) {
+          const chunk = await reader.read()
+          if (chunk.done) break
+          text += new TextDecoder().decode(chunk.value)
+        }
+      } catch {
+        // The stream breaks off, as the upstream's did.
+      }
+      expect(text).toContain('"half"')
+      const health = await fetch(`${gatehouse.url}/healthz`)
+      expect(health.status).toBe(200)
+    })
+
     it('passes a compressed body on as it came, decodable once by the client', async () => {
       const upstream = rawUpstream(
         () =>
