@@ -42,11 +42,6 @@ export async function openValue(keyring: Keyring, binding: SealedBinding, stored
   }
 }
 
-/** The key ID a stored value was sealed with. */
-export function keyIdOf(stored: string): string {
-  return stored.slice(0, Math.max(0, stored.indexOf(':')))
-}
-
 /** Every sealed column in the schema, for `rotate-key` and the start-up check. */
 export interface SealedTable {
   table: keyof Database
