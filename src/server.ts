@@ -5,7 +5,9 @@ import { dialectOf, openDatabase, type Store } from './db/index.ts'
 import { migrateToLatest } from './db/migrate.ts'
 import { countUsers } from './users/user.repository.ts'
 import type { AppDeps } from './deps.ts'
-import { bodyTooLarge, readChunkedBodyWithin } from './http/body-limit.ts'
+import { bodyTooLarge, declaresTooLargeBody, readChunkedBodyWithin } from './http/body-limit.ts'
+import { findNulInUrl } from './http/reject-nul.ts'
+import { createPassthrough, passthroughSlugOf } from './passthrough/index.ts'
 import { jsonError } from './http/errors.ts'
 import { createOutboundFetch, outboundPolicyOf } from './http/outbound.ts'
 import type { Logger } from './ops/logger.ts'
@@ -62,6 +64,8 @@ export async function prepare(config: Config, logger: Logger): Promise<AppDeps &
   }
 }
 
+const PASSTHROUGH_METHODS = new Set(['POST', 'GET', 'DELETE'])
+
 function clientIpOf(request: Request, socketIp: string, trustProxy: boolean): string {
   if (!trustProxy) return socketIp
   const forwarded = request.headers.get('x-forwarded-for')
@@ -76,6 +80,7 @@ function clientIpOf(request: Request, socketIp: string, trustProxy: boolean): st
  */
 export function createRequestHandler(deps: AppDeps, app: ReturnType<typeof createApp>) {
   const { logger, metrics, config } = deps
+  const passthrough = createPassthrough(deps)
   return (request: Request, socketIp: string): Promise<Response> => {
     const started = performance.now()
     const context: RequestContext = {
@@ -91,7 +96,16 @@ export function createRequestHandler(deps: AppDeps, app: ReturnType<typeof creat
         if (path === undefined) response = jsonError(400, { message: 'Malformed Host header' })
         else {
           const limited = await readChunkedBodyWithin(request, config.maxBodyBytes)
-          response = limited ? await app.handle(limited) : bodyTooLarge(config.maxBodyBytes)
+          const slug = passthroughSlugOf(path)
+          if (!limited) response = bodyTooLarge(config.maxBodyBytes)
+          // The passthrough is the hot path: answered without the app's routing and hooks. Its
+          // body goes to the upstream untouched, so only the URL is checked for NUL here.
+          else if (slug && PASSTHROUGH_METHODS.has(request.method) && !findNulInUrl(request.url)) {
+            context.route = '/mcp/servers/:slug'
+            response = declaresTooLargeBody(limited, config.maxBodyBytes)
+              ? bodyTooLarge(config.maxBodyBytes, Number(limited.headers.get('content-length')))
+              : await passthrough.serve(limited, slug)
+          } else response = await app.handle(limited)
         }
       } catch (error) {
         logger.error('request failed', { error })

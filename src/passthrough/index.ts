@@ -50,7 +50,13 @@ function requestIdOf(body: Uint8Array | null): unknown {
  * session and API tokens work as on `/mcp`. Nothing about the MCP session is kept here: the
  * upstream's `Mcp-Session-Id` goes to the client and back, so any replica serves any request.
  */
-export const passthroughModule = (deps: AppDeps) => {
+export interface Passthrough {
+  /** A POST, GET or DELETE of `/mcp/servers/{slug}`, CORS included. */
+  serve(request: Request, slug: string): Promise<Response>
+  resourceOf(slug: string): string
+}
+
+export function createPassthrough(deps: AppDeps): Passthrough {
   const { config } = deps
   const checkOriginAndHost = originAndHostCheck(config)
   const allowsOrigin = mcpOriginPolicy(config)
@@ -206,6 +212,24 @@ export const passthroughModule = (deps: AppDeps) => {
     return rpcError(403, -32001, message, { id, data: { connect_url: url } })
   }
 
+  return {
+    serve: async (request, slug) => withCors(request, await handle(request, slug), allowsOrigin),
+    resourceOf,
+  }
+}
+
+/** The path of a passthrough request, `/mcp/servers/{slug}` exactly, and its slug. */
+export function passthroughSlugOf(path: string): string | undefined {
+  return /^\/mcp\/servers\/([^/]{1,64})$/.exec(path)?.[1]
+}
+
+/**
+ * The routes, for the API documentation and `app.handle`; a real server answers passthrough
+ * requests before the app (see `createRequestHandler`), as they are the hot path.
+ */
+export const passthroughModule = (deps: AppDeps, passthrough = createPassthrough(deps)) => {
+  const { config } = deps
+  const allowsOrigin = mcpOriginPolicy(config)
   const slugParams = t.Object({ slug: t.String({ maxLength: 64 }) })
   return new Elysia({ name: 'passthrough', detail: { tags: ['mcp'] } })
     .get(
@@ -213,7 +237,7 @@ export const passthroughModule = (deps: AppDeps) => {
       ({ params }) =>
         Response.json(
           {
-            resource: resourceOf(params.slug),
+            resource: passthrough.resourceOf(params.slug),
             authorization_servers: [config.publicUrl],
             scopes_supported: ['mcp'],
             bearer_methods_supported: ['header'],
@@ -228,29 +252,17 @@ export const passthroughModule = (deps: AppDeps) => {
     )
     .options('/.well-known/oauth-protected-resource/mcp/servers/:slug', preflight, { detail: { hide: true } })
     .options('/mcp/servers/:slug', ({ request }) => answerPreflight(request, allowsOrigin), { detail: { hide: true } })
-    .post(
-      '/mcp/servers/:slug',
-      async ({ request, params }) => withCors(request, await handle(request, params.slug), allowsOrigin),
-      {
-        parse: 'none',
-        params: slugParams,
-        detail: { summary: 'One upstream MCP server, passed through with your own credential', security: [] },
-      },
-    )
-    .get(
-      '/mcp/servers/:slug',
-      async ({ request, params }) => withCors(request, await handle(request, params.slug), allowsOrigin),
-      {
-        params: slugParams,
-        detail: { summary: 'The upstream’s server-to-client stream (Streamable HTTP GET)', security: [] },
-      },
-    )
-    .delete(
-      '/mcp/servers/:slug',
-      async ({ request, params }) => withCors(request, await handle(request, params.slug), allowsOrigin),
-      {
-        params: slugParams,
-        detail: { summary: 'End the upstream MCP session', security: [] },
-      },
-    )
+    .post('/mcp/servers/:slug', ({ request, params }) => passthrough.serve(request, params.slug), {
+      parse: 'none',
+      params: slugParams,
+      detail: { summary: 'One upstream MCP server, passed through with your own credential', security: [] },
+    })
+    .get('/mcp/servers/:slug', ({ request, params }) => passthrough.serve(request, params.slug), {
+      params: slugParams,
+      detail: { summary: 'The upstream’s server-to-client stream (Streamable HTTP GET)', security: [] },
+    })
+    .delete('/mcp/servers/:slug', ({ request, params }) => passthrough.serve(request, params.slug), {
+      params: slugParams,
+      detail: { summary: 'End the upstream MCP session', security: [] },
+    })
 }
