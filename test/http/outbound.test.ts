@@ -1,7 +1,5 @@
+import { createSelfSignedCertificate } from '../fixtures/tls.ts'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'bun:test'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { discoverOAuthProtectedResourceMetadata } from '@modelcontextprotocol/client'
 import { loadConfig } from '../../src/config.ts'
 import { classifyAddress, parseAllowHosts } from '../../src/http/address-policy.ts'
@@ -237,45 +235,22 @@ describe('outbound guard pinning', () => {
   })
 
   describe('over https', () => {
-    let dir: string
+    let certificate: ReturnType<typeof createSelfSignedCertificate>
     let caFile: string
     let tlsServer: ReturnType<typeof Bun.serve>
     beforeAll(() => {
-      dir = mkdtempSync(join(tmpdir(), 'gatehouse-outbound-'))
-      caFile = join(dir, 'cert.pem')
-      const keyFile = join(dir, 'key.pem')
-      const openssl = Bun.spawnSync(
-        [
-          'openssl',
-          'req',
-          '-x509',
-          '-newkey',
-          'rsa:2048',
-          '-nodes',
-          '-subj',
-          '/CN=pinned.test',
-          '-addext',
-          'subjectAltName=DNS:pinned.test',
-          '-days',
-          '1',
-          '-keyout',
-          keyFile,
-          '-out',
-          caFile,
-        ],
-        { stdout: 'ignore', stderr: 'pipe' },
-      )
-      if (openssl.exitCode !== 0) throw new Error(`openssl: ${openssl.stderr.toString()}`)
+      certificate = createSelfSignedCertificate('pinned.test', 'DNS:pinned.test')
+      caFile = certificate.certPath
       tlsServer = Bun.serve({
         port: 0,
         hostname: '127.0.0.1',
-        tls: { cert: readFileSync(caFile, 'utf8'), key: readFileSync(keyFile, 'utf8') },
+        tls: { cert: certificate.cert, key: certificate.key },
         fetch: (request) => new Response(`tls ${request.headers.get('host')}`),
       })
     })
     afterAll(() => {
       tlsServer.stop(true)
-      rmSync(dir, { recursive: true, force: true })
+      certificate.remove()
     })
 
     const resolve = () => resolverOf({ 'pinned.test': ['127.0.0.1'], 'wrong.test': ['127.0.0.1'] })
@@ -295,7 +270,7 @@ describe('outbound guard pinning', () => {
     })
 
     it('refuses to start with a CA file it cannot read', () => {
-      expect(() => guard({ caFile: join(dir, 'missing.pem') })).toThrow('cannot be read')
+      expect(() => guard({ caFile: `${caFile}.missing` })).toThrow('cannot be read')
     })
   })
 })

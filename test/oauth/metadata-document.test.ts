@@ -1,7 +1,5 @@
+import { createSelfSignedCertificate } from '../fixtures/tls.ts'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'bun:test'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { createOutboundFetch } from '../../src/http/outbound.ts'
 import { MetadataDocumentResolver } from '../../src/oauth/metadata-document.ts'
 import { bootstrapOwner, setup, type TestContext } from '../setup.ts'
@@ -13,7 +11,7 @@ import { authorizeParams, exchangeCode, getAuthorize } from './support-flow.ts'
  * certificate that the app trusts through `outboundCaFile`. Each test serves its documents
  * under paths of its own, and each test has its own app (and so its own document cache).
  */
-let certDir: string
+let certificate: ReturnType<typeof createSelfSignedCertificate>
 let certPath: string
 let server: ReturnType<typeof Bun.serve>
 const routes = new Map<string, () => Response | Promise<Response>>()
@@ -21,36 +19,13 @@ const hits = new Map<string, number>()
 let nextPath = 0
 
 beforeAll(() => {
-  certDir = mkdtempSync(join(tmpdir(), 'gatehouse-cimd-'))
-  certPath = join(certDir, 'cert.pem')
-  const keyPath = join(certDir, 'key.pem')
   // IP:::ffff:127.0.0.1 lets the same certificate serve the IPv4-mapped form of the loopback address.
-  const openssl = Bun.spawnSync(
-    [
-      'openssl',
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::ffff:127.0.0.1',
-      '-days',
-      '1',
-      '-keyout',
-      keyPath,
-      '-out',
-      certPath,
-    ],
-    { stdout: 'ignore', stderr: 'pipe' },
-  )
-  if (openssl.exitCode !== 0) throw new Error(`openssl: ${openssl.stderr.toString()}`)
+  certificate = createSelfSignedCertificate('localhost', 'DNS:localhost,IP:127.0.0.1,IP:::ffff:127.0.0.1')
+  certPath = certificate.certPath
   server = Bun.serve({
     port: 0,
     hostname: '127.0.0.1',
-    tls: { cert: readFileSync(certPath, 'utf8'), key: readFileSync(keyPath, 'utf8') },
+    tls: { cert: certificate.cert, key: certificate.key },
     fetch(request) {
       const path = new URL(request.url).pathname
       hits.set(path, (hits.get(path) ?? 0) + 1)
@@ -61,7 +36,7 @@ beforeAll(() => {
 
 afterAll(() => {
   server.stop(true)
-  rmSync(certDir, { recursive: true, force: true })
+  certificate.remove()
 })
 
 /** A fresh path on the document server, its https URL and a way to choose what it answers. */
