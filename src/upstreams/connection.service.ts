@@ -14,6 +14,7 @@ import { openServerSecrets, type UpstreamDeps } from './server-secrets.ts'
 import { callbackUrlOf, findVisibleServer } from './upstream.service.ts'
 import { storeConnection, tokenBinding } from './upstream-tokens.ts'
 import { claimState, insertState } from './oauth-state.repository.ts'
+import { findServerById } from './upstream.repository.ts'
 import { deleteUserToken } from './user-token.repository.ts'
 
 /** An authorization must finish within this long after it started (DESIGN.md: 10 minutes). */
@@ -163,7 +164,7 @@ async function revokeDeleted(
   serverId: string,
   token: NonNullable<Awaited<ReturnType<typeof deleteUserToken>>>,
 ): Promise<void> {
-  const server = await deps.db.selectFrom('mcp_servers').selectAll().where('id', '=', serverId).executeTakeFirst()
+  const server = await findServerById(deps.db, serverId)
   if (!server?.oauth2_revocation_url) return
   const client = upstreamClientOf(server, (await openServerSecrets(deps.keyring, server)).oauth2ClientSecret)
   const binding = (column: string) => tokenBinding(token, column)

@@ -210,18 +210,31 @@ export async function refreshExpiredForListing(
   timeoutMs = 3000,
 ): Promise<McpServerUserTokenRow[]> {
   const now = nowSeconds()
+  const isDue = (token: McpServerUserTokenRow) =>
+    servers.get(token.server_id)?.auth_type === 'oauth2' &&
+    token.needs_reauth === 0 &&
+    token.refresh_token !== null &&
+    token.expires_at !== null &&
+    token.expires_at <= now
+  // The usual case, nothing expired: no timer, no promises.
+  if (!tokens.some(isDue)) return tokens
   const refreshed = tokens.map(async (token) => {
-    const server = servers.get(token.server_id)
-    if (!server || server.auth_type !== 'oauth2' || token.needs_reauth === 1 || !token.refresh_token) return token
-    if (token.expires_at === null || token.expires_at > now) return token
-    return refreshShared(deps, server, token).catch(() =>
+    if (!isDue(token)) return token
+    return refreshShared(deps, servers.get(token.server_id)!, token).catch(() =>
       findUserToken(deps.db, token.server_id, token.user_id).then((t) => t ?? token),
     )
   })
-  const timeout = new Promise<'timeout'>((resolve) => setTimeout(resolve, timeoutMs, 'timeout').unref?.())
-  return Promise.all(
-    refreshed.map((pending, index) =>
-      Promise.race([pending, timeout]).then((result) => (result === 'timeout' ? tokens[index] : result)),
-    ),
-  )
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(resolve, timeoutMs, 'timeout')
+  })
+  try {
+    return await Promise.all(
+      refreshed.map((pending, index) =>
+        Promise.race([pending, timeout]).then((result) => (result === 'timeout' ? tokens[index] : result)),
+      ),
+    )
+  } finally {
+    clearTimeout(timer)
+  }
 }

@@ -9,6 +9,10 @@ export async function findServerById(db: Kysely<Database>, id: string): Promise<
   return db.selectFrom('mcp_servers').selectAll().where('id', '=', id).executeTakeFirst()
 }
 
+export async function findServerBySlug(db: Kysely<Database>, slug: string): Promise<McpServerRow | undefined> {
+  return db.selectFrom('mcp_servers').selectAll().where('slug', '=', slug).executeTakeFirst()
+}
+
 /** The servers of the given organizations (every organization with `'all'`), by display name. */
 export async function listServers(
   db: Kysely<Database>,

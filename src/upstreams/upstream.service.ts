@@ -24,6 +24,7 @@ import {
   deleteServer,
   deleteUserTokensOfServer,
   findServerById,
+  findServerBySlug,
   insertServer,
   listSelections,
   listServers,
@@ -179,7 +180,7 @@ export async function findUsableServerBySlug(
   principal: Principal,
   slug: string,
 ): Promise<McpServerRow | undefined> {
-  const row = await deps.db.selectFrom('mcp_servers').selectAll().where('slug', '=', slug).executeTakeFirst()
+  const row = await findServerBySlug(deps.db, slug)
   if (!row || row.enabled !== 1) return undefined
   return viewOf(await rolesOf(deps.db, principal), row) ? row : undefined
 }

@@ -80,13 +80,3 @@ export async function updateUnderLease(
     .executeTakeFirst()
   return result.numUpdatedRows > 0n
 }
-
-/** Marks a connection for re-authorization without a lease: an upstream refused a token we hold. */
-export async function markNeedsReauth(db: Kysely<Database>, serverId: string, userId: string, now: number) {
-  await db
-    .updateTable('mcp_server_user_tokens')
-    .set({ needs_reauth: 1, updated_at: now })
-    .where('server_id', '=', serverId)
-    .where('user_id', '=', userId)
-    .execute()
-}

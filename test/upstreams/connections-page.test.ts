@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'bun:test'
 import { csrfTokenFor } from '../../src/auth/auth.service.ts'
 import { nowSeconds } from '../../src/db/index.ts'
 import { storeConnection } from '../../src/upstreams/upstream-tokens.ts'
-import { findUserToken, markNeedsReauth } from '../../src/upstreams/user-token.repository.ts'
+import { findUserToken } from '../../src/upstreams/user-token.repository.ts'
 import { bootstrapOwner, createUserAndLogin, setup, type TestContext } from '../setup.ts'
 
 // The /connections page through app.handle: who gets it, what it says about each server, and
@@ -131,7 +131,12 @@ describe('the connections page', () => {
       await createServer('docs', { auth_type: 'none' })
       await connectOwner(connected.id, 3 * 86_400 + 600)
       await connectOwner(stale.id)
-      await markNeedsReauth(ctx.db, stale.id, owner.id, nowSeconds())
+      await ctx.db
+        .updateTable('mcp_server_user_tokens')
+        .set({ needs_reauth: 1, updated_at: nowSeconds() })
+        .where('server_id', '=', stale.id)
+        .where('user_id', '=', owner.id)
+        .execute()
 
       const html = await (await get('/connections', owner.token)).text()
 
