@@ -422,3 +422,52 @@ describe('one upstream through /mcp/servers/{slug}', () => {
     })
   })
 })
+
+describe('an upstream slower than GATEHOUSE_UPSTREAM_TIMEOUT', () => {
+  it('answers 504 with a JSON-RPC error naming the server, instead of waiting on', async () => {
+    const upstream = Bun.serve({
+      port: 0,
+      hostname: '127.0.0.1',
+      idleTimeout: 0,
+      fetch: () => new Promise<Response>(() => {}),
+    })
+    const port = await findFreePort()
+    const gatehouse = await startTestServer({
+      port,
+      publicUrl: `http://127.0.0.1:${port}`,
+      outboundAllowPrivate: true,
+      upstreamTimeoutSeconds: 1,
+    })
+    try {
+      const owner = await bootstrapOwner(remote(gatehouse.url))
+      const created = await fetch(`${gatehouse.url}/api/v1/mcp/servers`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${owner.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          display_name: 'Sleepy',
+          slug: 'sleepy',
+          url: `http://127.0.0.1:${upstream.port}/mcp`,
+          enabled: true,
+        }),
+      })
+      expect(created.status).toBe(201)
+      const response = await fetch(`${gatehouse.url}/mcp/servers/sleepy`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${owner.token}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+        },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'tools/list' }),
+      })
+      expect(response.status).toBe(504)
+      const body = await response.json()
+      expect(body.id).toBe(5)
+      expect(body.error.message).toStartWith('Sleepy is unavailable:')
+      expect(body.error.message).toContain('did not answer within 1000 ms')
+    } finally {
+      await gatehouse.close()
+      upstream.stop(true)
+    }
+  })
+})
