@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely'
 import type { Config } from '../config.ts'
 import { nowSeconds } from '../db/index.ts'
+import { refreshUnderLease, shareInFlight } from '../db/refresh-lease.ts'
 import type { Database, UserLinkRow, UserRow } from '../db/schema.ts'
 import { ApiError } from '../http/errors.ts'
 import type { Logger } from '../ops/logger.ts'
@@ -152,31 +153,24 @@ export async function identityProviderAccessToken(deps: IdpDeps, userId: string)
   if (!link?.access_token) return undefined
   if (!link.refresh_token || !shouldRefreshLink(link, nowSeconds()))
     return openValue(deps.keyring, linkBinding(userId, 'oidc', 'access_token'), link.access_token)
-  let pending = inFlight.get(userId)
-  if (!pending) {
-    pending = refreshLink(deps, link).finally(() => inFlight.delete(userId))
-    inFlight.set(userId, pending)
-  }
-  return pending
+  return shareInFlight(inFlight, userId, async () => {
+    const outcome = await refreshUnderLease({
+      row: link,
+      claim: (row, lease) => claimLinkLease(deps.db, row, lease),
+      reread: () => findLink(deps.db, userId, 'oidc'),
+      isNewer: (latest, row) => latest.access_token !== row.access_token,
+      refresh: (row, leaseId) => refreshLinkUnderLease(deps, row, leaseId),
+      leaseSeconds: LEASE_SECONDS,
+      waitMs: WAIT_MS,
+    })
+    if (outcome.kind === 'refreshed') return outcome.value
+    if (outcome.kind === 'stored' && outcome.row.access_token)
+      return openValue(deps.keyring, linkBinding(userId, 'oidc', 'access_token'), outcome.row.access_token)
+    return undefined
+  })
 }
 
-async function refreshLink(deps: IdpDeps, read: UserLinkRow): Promise<string | undefined> {
-  const deadline = Date.now() + WAIT_MS
-  let link = read
-  while (Date.now() < deadline) {
-    const lease = { id: crypto.randomUUID(), until: nowSeconds() + LEASE_SECONDS, now: nowSeconds() }
-    if (await claimLinkLease(deps.db, link, lease)) return refreshUnderLease(deps, link, lease.id)
-    await Bun.sleep(100)
-    const latest = await findLink(deps.db, link.user_id, 'oidc')
-    if (!latest?.access_token) return undefined
-    if (latest.access_token !== link.access_token)
-      return openValue(deps.keyring, linkBinding(latest.user_id, 'oidc', 'access_token'), latest.access_token)
-    link = latest
-  }
-  return undefined
-}
-
-async function refreshUnderLease(deps: IdpDeps, link: UserLinkRow, leaseId: string): Promise<string | undefined> {
+async function refreshLinkUnderLease(deps: IdpDeps, link: UserLinkRow, leaseId: string): Promise<string | undefined> {
   const provider = deps.identityProviders.get('oidc')
   const release = () => updateLinkUnderLease(deps.db, link, leaseId, {})
   if (!provider) {

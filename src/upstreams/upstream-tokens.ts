@@ -1,5 +1,6 @@
 import type { OAuthTokens } from '@modelcontextprotocol/client'
 import { nowSeconds } from '../db/index.ts'
+import { refreshUnderLease, shareInFlight } from '../db/refresh-lease.ts'
 import type { McpServerRow, McpServerUserTokenRow } from '../db/schema.ts'
 import { openValue, sealValue } from '../secrets/sealed-column.ts'
 import { isInvalidGrant, refreshUpstreamTokens, upstreamClientOf } from './oauth-client.ts'
@@ -29,7 +30,6 @@ export class UpstreamTokenError extends Error {
 const LEASE_SECONDS = 30
 /** How long a caller waits for another process's refresh before giving up for now. */
 const WAIT_FOR_OTHERS_MS = 15_000
-const POLL_MS = 100
 
 export const tokenBinding = (row: Pick<McpServerUserTokenRow, 'server_id' | 'user_id'>, column: string) => ({
   table: 'mcp_server_user_tokens',
@@ -104,54 +104,34 @@ export async function refreshAfterUnauthorized(
   }
 }
 
-/** One refresh per (server, user) in this process; the others await the same promise. */
+/** One refresh per (server, user): shared in this process, a lease across processes. */
 function refreshShared(deps: UpstreamDeps, server: McpServerRow, token: McpServerUserTokenRow) {
-  const key = `${server.id}/${token.user_id}`
-  let pending = inFlight.get(key)
-  if (!pending) {
-    pending = refreshAcrossProcesses(deps, server, token).finally(() => inFlight.delete(key))
-    inFlight.set(key, pending)
-  }
-  return pending
+  return shareInFlight(inFlight, `${server.id}/${token.user_id}`, async () => {
+    const key = { serverId: server.id, userId: token.user_id }
+    const outcome = await refreshUnderLease({
+      row: token,
+      claim: (row, lease) => claimRefreshLease(deps.db, key, { ...lease, accessToken: row.access_token }),
+      reread: () => findUserToken(deps.db, key.serverId, key.userId),
+      isNewer: (latest, row) => latest.access_token !== row.access_token,
+      check: (row) => {
+        if (row.needs_reauth === 1)
+          throw new UpstreamTokenError('needs_reauth', `reconnect ${server.display_name}: its sign-in has ended`)
+        if (!row.refresh_token)
+          throw new UpstreamTokenError('needs_reauth', `reconnect ${server.display_name}: its sign-in has expired`)
+      },
+      refresh: (row, leaseId) => refreshTokensUnderLease(deps, server, row, leaseId),
+      leaseSeconds: LEASE_SECONDS,
+      waitMs: WAIT_FOR_OTHERS_MS,
+    })
+    if (outcome.kind === 'refreshed') return outcome.value
+    if (outcome.kind === 'stored') return outcome.row
+    if (outcome.kind === 'gone')
+      throw new UpstreamTokenError('not_connected', `you have not connected ${server.display_name} yet`)
+    throw new UpstreamTokenError('unavailable', `${server.display_name}'s sign-in is being renewed; try again`)
+  })
 }
 
-async function refreshAcrossProcesses(
-  deps: UpstreamDeps,
-  server: McpServerRow,
-  read: McpServerUserTokenRow,
-): Promise<McpServerUserTokenRow> {
-  const key = { serverId: server.id, userId: read.user_id }
-  const deadline = Date.now() + WAIT_FOR_OTHERS_MS
-  let token = read
-  for (;;) {
-    if (!token.refresh_token)
-      throw new UpstreamTokenError('needs_reauth', `reconnect ${server.display_name}: its sign-in has expired`)
-    const lease = {
-      id: crypto.randomUUID(),
-      until: nowSeconds() + LEASE_SECONDS,
-      accessToken: token.access_token,
-      now: nowSeconds(),
-    }
-    if (await claimRefreshLease(deps.db, key, lease)) return refreshUnderLease(deps, server, token, lease.id)
-    // Someone else holds the lease (or already wrote new tokens): wait for what they store.
-    for (;;) {
-      if (Date.now() > deadline)
-        throw new UpstreamTokenError('unavailable', `${server.display_name}'s sign-in is being renewed; try again`)
-      await Bun.sleep(POLL_MS)
-      const latest = await findUserToken(deps.db, key.serverId, key.userId)
-      if (!latest) throw new UpstreamTokenError('not_connected', `you have not connected ${server.display_name} yet`)
-      if (latest.needs_reauth === 1)
-        throw new UpstreamTokenError('needs_reauth', `reconnect ${server.display_name}: its sign-in has ended`)
-      if (latest.access_token !== token.access_token) return latest
-      if (latest.refresh_lease_until === null || latest.refresh_lease_until < nowSeconds()) {
-        token = latest
-        break
-      }
-    }
-  }
-}
-
-async function refreshUnderLease(
+async function refreshTokensUnderLease(
   deps: UpstreamDeps,
   server: McpServerRow,
   token: McpServerUserTokenRow,
