@@ -1,3 +1,5 @@
+import { Aggregator, type UserView } from '../aggregate/aggregator.ts'
+import { addPromptsAndResources, addUpstreams, createRelayCodec, type UpstreamServing } from '../aggregate/serve.ts'
 import { authenticateTokenCached, bearerToken } from '../auth/auth.service.ts'
 import type { AppDeps } from '../deps.ts'
 import { resourcesOf } from '../oauth/resource.ts'
@@ -24,10 +26,45 @@ function acceptsMcpResponses(accept: string | null): boolean {
   return (any || types.includes('application/json')) && (any || types.includes('text/event-stream'))
 }
 
+/** What the per-request server knows of the caller: the tools' context plus their upstreams. */
+interface EndpointContext extends McpContext {
+  upstreams?: { view: UserView; called: string[] | 'all'; protocolVersion: string | null }
+}
+
+/** Methods answered without the user's upstreams: no need to assemble their lists. */
+const WITHOUT_UPSTREAMS = new Set(['ping', 'logging/setLevel'])
+
+/**
+ * The upstream tools a request calls (`[]` when it calls none), or `'all'` when it lists them;
+ * undefined when it needs nothing of the upstreams (a ping, a call of Gatehouse's own tool).
+ */
+function upstreamNeeds(body: unknown): string[] | 'all' | undefined {
+  const messages = Array.isArray(body) ? body : [body]
+  const called: string[] = []
+  let all = false
+  let any = false
+  for (const message of messages as { method?: unknown; id?: unknown; params?: { name?: unknown } }[]) {
+    if (!message || typeof message !== 'object' || typeof message.method !== 'string') continue
+    if (message.method.startsWith('notifications/') || WITHOUT_UPSTREAMS.has(message.method)) continue
+    if (message.method === 'tools/call') {
+      if (typeof message.params?.name === 'string' && !findTool(message.params.name)) {
+        called.push(message.params.name)
+        any = true
+      }
+      continue
+    }
+    any = true
+    if (message.method === 'tools/list') all = true
+  }
+  if (!any) return undefined
+  return all ? 'all' : called
+}
+
 /**
  * Serves `/mcp`. In front of the SDK: DNS-rebinding checks, the bearer token (an OAuth token for
  * this audience, a session or an API token), and per-tool scopes, so a call that needs more scope
- * gets a 403 a client can step up from before any tool runs.
+ * gets a 403 a client can step up from before any tool runs. Behind it, each user's upstreams
+ * (`src/aggregate`) join Gatehouse's own tools.
  */
 export function createMcpRequestHandler(deps: AppDeps): (request: Request) => Promise<Response> {
   const { config } = deps
@@ -39,12 +76,23 @@ export function createMcpRequestHandler(deps: AppDeps): (request: Request) => Pr
     admin: narrowScopes([...ALL_SCOPES], { role: 'admin' }),
     member: narrowScopes([...ALL_SCOPES], { role: 'member' }),
   }
-  const endpoint = createMcpEndpoint<McpContext>({
+  const aggregator = new Aggregator(deps, VERSION)
+  const codec = createRelayCodec(deps.keyring.deriveKey('mcp-request-state'))
+  const serving: UpstreamServing = { aggregator, codec, timeoutMs: config.upstreamTimeoutSeconds * 1000 }
+  const endpoint = createMcpEndpoint<EndpointContext>({
     ...SERVER_INFO,
     maxBodyBytes: config.maxBodyBytes,
     toolsFor: (context) => toolsForRole(context.principal.user.role),
+    extend: (server, context) => {
+      const upstreams = context.upstreams
+      if (!upstreams || upstreams.view.servers.length === 0) return
+      addUpstreams(server, serving, context.principal, upstreams.view, upstreams.called, upstreams.protocolVersion)
+      addPromptsAndResources(server, serving, context.principal)
+    },
+    verifyRequestState: codec.verify,
     onError: (error) => deps.logger.debug('mcp request refused', { error: error.message }),
   })
+  aggregator.onChange(() => endpoint.listsChanged())
   warmUpMcp()
 
   async function handle(request: Request): Promise<Response> {
@@ -67,7 +115,7 @@ export function createMcpRequestHandler(deps: AppDeps): (request: Request) => Pr
       return rpcError(403, -32001, 'Insufficient scope: the mcp scope is required', {
         'www-authenticate': bearerChallenge(config, { error: 'insufficient_scope', scopes: ['mcp'] }),
       })
-    const context: McpContext = { deps, principal, scopes }
+    const context: EndpointContext = { deps, principal, scopes }
     const auth = {
       token,
       clientId: principal.oauth?.clientId ?? principal.via,
@@ -92,7 +140,15 @@ export function createMcpRequestHandler(deps: AppDeps): (request: Request) => Pr
     const call = config.mcpFastPath ? recogniseToolCall(request.headers, body) : undefined
     const tool = call ? visibleTool(call.name, context) : undefined
     const answered = call && tool ? await answerToolCall(call, tool, context, SERVER_INFO) : undefined
-    return answered ?? endpoint.handle(request, auth, context, body)
+    if (answered) return answered
+    const called = upstreamNeeds(body)
+    if (called !== undefined)
+      context.upstreams = {
+        view: await aggregator.view(principal),
+        called,
+        protocolVersion: request.headers.get('mcp-protocol-version'),
+      }
+    return endpoint.handle(request, auth, context, body)
   }
   return handle
 }

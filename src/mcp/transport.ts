@@ -1,6 +1,7 @@
 /**
- * The one file that knows the MCP SDK's serving API (`@modelcontextprotocol/server` v2). Everything
- * else builds tools from plain JSON Schema and calls `createMcpEndpoint`.
+ * Where `/mcp` meets the MCP SDK's serving API (`@modelcontextprotocol/server` v2): Gatehouse's own
+ * tools are built from plain JSON Schema and served here; `extend` lets the aggregated upstreams
+ * (`src/aggregate/serve.ts`) add theirs to the same per-request server.
  */
 import {
   createMcpHandler,
@@ -9,6 +10,7 @@ import {
   preloadSchemas,
   type AuthInfo,
   type CallToolResult,
+  type ServerContext,
   type StandardSchemaWithJSON,
   type ToolAnnotations,
 } from '@modelcontextprotocol/server'
@@ -46,6 +48,10 @@ export interface McpEndpointOptions<Context> {
   maxBodyBytes: number
   /** The tools a caller may see: resolved per request from the context. */
   toolsFor: (context: Context) => readonly ToolDefinition<Context>[]
+  /** Adds what else the caller may use to the per-request server, before it serves the request. */
+  extend?: (server: McpServer, context: Context) => void | Promise<void>
+  /** Checks a `requestState` echoed by a 2026 client (see `createRequestStateCodec`). */
+  verifyRequestState?: (state: string, ctx: ServerContext) => Promise<unknown>
   onError?: (error: Error) => void
 }
 
@@ -56,11 +62,15 @@ export interface McpEndpointOptions<Context> {
  */
 export function createMcpEndpoint<Context>(options: McpEndpointOptions<Context>) {
   const handler = createMcpHandler(
-    ({ authInfo }) => {
+    async ({ authInfo }) => {
       const context = authInfo?.extra?.context as Context
       const server = new McpServer(
         { name: options.name, version: options.version },
-        { jsonSchemaValidator: validator, capabilities: { tools: {} } },
+        {
+          jsonSchemaValidator: validator,
+          capabilities: { tools: { listChanged: true } },
+          ...(options.verifyRequestState ? { requestState: { verify: options.verifyRequestState } } : {}),
+        },
       )
       for (const tool of options.toolsFor(context))
         server.registerTool(
@@ -74,6 +84,7 @@ export function createMcpEndpoint<Context>(options: McpEndpointOptions<Context>)
           },
           (args: unknown) => tool.run(context, args as Record<string, unknown>),
         )
+      await options.extend?.(server, context)
       return server
     },
     { legacy: 'stateless', maxRequestBodySize: options.maxBodyBytes, onerror: options.onError },
@@ -87,6 +98,12 @@ export function createMcpEndpoint<Context>(options: McpEndpointOptions<Context>)
     ) {
       const authInfo: AuthInfo = { ...auth, extra: { context } }
       return handler.fetch(request, parsedBody === undefined ? { authInfo } : { authInfo, parsedBody })
+    },
+    /** Tells 2026 clients listening with `subscriptions/listen` that the lists changed. */
+    listsChanged() {
+      handler.notify.toolsChanged()
+      handler.notify.promptsChanged()
+      handler.notify.resourcesChanged()
     },
     close: () => handler.close(),
   }

@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto'
 import { decodeBase64urlIgnorePadding, encodeBase64urlNoPadding } from '@oslojs/encoding'
 import type { EncryptionKeySpec } from '../config.ts'
 
@@ -25,6 +26,7 @@ export class Keyring {
   private constructor(
     private readonly keys: Map<string, CryptoKey>,
     readonly activeKeyId: string,
+    private readonly activeKey: Uint8Array,
   ) {}
 
   static async create(specs: EncryptionKeySpec[]): Promise<Keyring> {
@@ -35,7 +37,15 @@ export class Keyring {
         spec.id,
         await crypto.subtle.importKey('raw', new Uint8Array(spec.key), 'AES-GCM', false, ['encrypt', 'decrypt']),
       )
-    return new Keyring(keys, specs[0].id)
+    return new Keyring(keys, specs[0].id, new Uint8Array(specs[0].key))
+  }
+
+  /**
+   * A 32-byte key for another purpose (`label` names it), derived from the active key with
+   * HMAC-SHA-256, so every replica with the same configuration derives the same one.
+   */
+  deriveKey(label: string): Uint8Array {
+    return new Uint8Array(createHmac('sha256', this.activeKey).update(`gatehouse/${label}`).digest())
   }
 
   get keyIds(): string[] {

@@ -171,6 +171,40 @@ export async function listVisibleServers(deps: UpstreamDeps, principal: Principa
   return withUserState(deps, principal, visible)
 }
 
+/** A server of the user's `/mcp`, and whether its tools can be listed or the user must connect it first. */
+export interface AggregatedServer {
+  row: McpServerRow
+  /** `connect`: an oauth2 server the user has not connected, or must reconnect. */
+  status: 'ready' | 'connect'
+}
+
+/**
+ * The servers of the user's `/mcp` (DESIGN.md, "Serving upstreams"): enabled, in one of their
+ * organizations (any for the owner), and `force_on`, `default_on` not deselected or `default_off`
+ * selected; in slug order, so the aggregated lists are the same on every replica.
+ */
+export async function aggregatedServers(deps: UpstreamDeps, principal: Principal): Promise<AggregatedServer[]> {
+  const roles = await rolesOf(deps.db, principal)
+  const rows = (await listServers(deps.db, roles === 'all' ? 'all' : [...roles.keys()], { enabledOnly: true })).filter(
+    (row) => viewOf(roles, row),
+  )
+  const ids = rows.map((row) => row.id)
+  const choices = await listSelections(deps.db, principal.user.id, ids)
+  const selected = rows.filter((row) => isSelected(row, choices.get(row.id)))
+  const oauth = selected.filter((row) => row.auth_type === 'oauth2').map((row) => row.id)
+  const tokens = new Map((await listUserTokens(deps.db, principal.user.id, oauth)).map((t) => [t.server_id, t]))
+  const now = nowSeconds()
+  return selected
+    .sort((a, b) => (a.slug < b.slug ? -1 : a.slug > b.slug ? 1 : 0))
+    .map((row) => ({
+      row,
+      status:
+        row.auth_type === 'oauth2' && connectionOf(row, tokens.get(row.id), undefined, now).status !== 'connected'
+          ? 'connect'
+          : 'ready',
+    }))
+}
+
 /**
  * The server a principal may use by its slug: enabled and in one of their organizations (any for
  * the owner). What they may not use is undefined, exactly as what does not exist.

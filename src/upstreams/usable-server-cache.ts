@@ -2,13 +2,14 @@ import type { McpServerRow } from '../db/schema.ts'
 
 /**
  * Which server a slug names for a user, and whether they may use it, kept for a few seconds so
- * the passthrough's hot path does not ask the database twice per request. Any change to a server
- * in this process clears it at once; other processes see changes within `ttlMs` (as the principal
+ * the passthrough's hot path does not ask the database twice per request. Any change to a server,
+ * a connection or a selection in this process clears it at once (and tells the listeners); other processes see changes within `ttlMs` (as the principal
  * cache does for tokens). Losing it is harmless.
  */
 export class UsableServerCache {
   private readonly entries = new Map<string, { row: McpServerRow | undefined; expiresAt: number }>()
   private generation = 0
+  private readonly listeners = new Set<() => void>()
 
   constructor(
     private readonly ttlMs = 5000,
@@ -34,9 +35,17 @@ export class UsableServerCache {
     return row
   }
 
+  /** Any change to a server, a connection or a selection: what was derived from them is stale. */
   invalidate(): void {
     this.generation++
     this.entries.clear()
+    for (const listener of this.listeners) listener()
+  }
+
+  /** Hears every invalidation (the aggregated `/mcp` rebuilds its lists); returns the unsubscribe. */
+  onInvalidate(listener: () => void): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
   }
 }
 

@@ -1,0 +1,301 @@
+/**
+ * The aggregated `/mcp` (DESIGN.md, "Serving upstreams"): for each user, the tools, prompts and
+ * resources of every upstream of their `/mcp`, named so they cannot collide, with a route table
+ * that sends each call to its server with the user's own credential. Lists come from the
+ * per-credential list cache and are fetched from all upstreams in parallel, each capped in time,
+ * so one slow or dead upstream never delays or empties the list. A user's view is rebuilt when a
+ * list, a server, a connection or a selection changes, and at the latest after a few seconds
+ * (what another replica changed).
+ */
+import type {
+  Client,
+  Prompt,
+  Resource,
+  ResourceTemplateType as ResourceTemplate,
+  Tool,
+} from '@modelcontextprotocol/client'
+import type { Principal } from '../auth/index.ts'
+import type { McpServerRow } from '../db/schema.ts'
+import type { AppDeps } from '../deps.ts'
+import { createOutboundFetch, outboundPolicyOf } from '../http/outbound.ts'
+import { connectLinkOf } from '../upstreams/connections-page.ts'
+import { type AggregatedServer, aggregatedServers } from '../upstreams/upstream.service.ts'
+import { usableServerCache } from '../upstreams/usable-server-cache.ts'
+import { type FetchedList, ListCache, type ListKind } from './list-cache.ts'
+import { connectToolName, exposedName, passesLists, wrapResourceUri, wrapUriTemplate } from './names.ts'
+import { credentialKeyOf, UpstreamPool } from './upstream-pool.ts'
+
+/** How long a user's assembled view is reused before the database is asked again. */
+const VIEW_TTL_MS = 5000
+/** The longest one upstream may hold up a list; past it, its last good list is used or it is left out. */
+const LIST_CAP_MS = 5000
+
+export type ToolRoute =
+  | { kind: 'upstream'; server: McpServerRow; upstreamName: string; definition: Tool }
+  /** The `<slug>__connect` tool of a server the user has not connected. */
+  | { kind: 'connect'; server: McpServerRow }
+  /** A tool of a server the user must connect (known from before): calling it asks them to connect. */
+  | { kind: 'connect_required'; server: McpServerRow; upstreamName: string }
+
+export interface UserView {
+  servers: AggregatedServer[]
+  /** The listed tools, upstream and connect tools, in a deterministic order. */
+  tools: Tool[]
+  routes: Map<string, ToolRoute>
+  /** `tools` as JSON (the members of an array, no brackets), for answering `tools/list` without serialising again. */
+  toolsJson: string
+}
+
+interface CachedView {
+  view: Promise<UserView>
+  expiresAt: number
+  generation: number
+  listVersion: number
+}
+
+export class Aggregator {
+  readonly pool: UpstreamPool
+  private readonly lists = new ListCache()
+  private readonly views = new Map<string, CachedView>()
+  private generation = 0
+  private readonly listeners = new Set<() => void>()
+  private readonly unsubscribe: () => void
+
+  constructor(
+    private readonly deps: AppDeps,
+    version: string,
+  ) {
+    const fetch = createOutboundFetch(outboundPolicyOf(deps.config), {
+      connectTimeoutMs: deps.config.upstreamTimeoutSeconds * 1000,
+      totalTimeoutMs: Number.POSITIVE_INFINITY,
+      maxResponseBytes: Number.POSITIVE_INFINITY,
+    })
+    this.pool = new UpstreamPool({
+      deps,
+      fetch,
+      version,
+      requestTimeoutMs: deps.config.upstreamTimeoutSeconds * 1000,
+      onListChanged: (key) => {
+        this.lists.invalidate(key)
+        this.changed()
+      },
+    })
+    this.unsubscribe = usableServerCache.onInvalidate(() => {
+      this.generation++
+      this.views.clear()
+      this.changed()
+    })
+  }
+
+  /** Hears whenever a user's lists may have changed (to tell listening 2026 clients). */
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
+
+  async close(): Promise<void> {
+    this.unsubscribe()
+    await this.pool.close()
+  }
+
+  /** The user's aggregated tools and their routes. */
+  view(principal: Principal): Promise<UserView> {
+    const now = Date.now()
+    const cached = this.views.get(principal.user.id)
+    if (
+      cached &&
+      cached.expiresAt > now &&
+      cached.generation === this.generation &&
+      cached.listVersion === this.lists.version
+    )
+      return cached.view
+    const generation = this.generation
+    const view = this.buildView(principal)
+    const entry = { view, expiresAt: now + VIEW_TTL_MS, generation, listVersion: this.lists.version }
+    if (this.views.size >= 10_000) this.views.clear()
+    this.views.set(principal.user.id, entry)
+    // A view that failed is not kept. One built while lists changed is rebuilt on next use, as
+    // its list version is the one from before.
+    view.catch(() => {
+      if (this.views.get(principal.user.id) === entry) this.views.delete(principal.user.id)
+    })
+    return view
+  }
+
+  /** The upstream's own tool list for one user's credential (the admin API's policy view). */
+  async upstreamTools(server: McpServerRow, principal: Principal): Promise<Tool[]> {
+    const client = await this.pool.client(server, principal.user)
+    return (await client.listTools(undefined, { cacheMode: 'bypass' })).tools
+  }
+
+  async prompts(principal: Principal): Promise<{ prompts: Prompt[]; routes: Map<string, [McpServerRow, string]> }> {
+    const routes = new Map<string, [McpServerRow, string]>()
+    const prompts: Prompt[] = []
+    for (const [server, items] of await this.listAll(principal, 'prompts')) {
+      for (const prompt of items as Prompt[]) {
+        const name = exposedName(server.slug, prompt.name)
+        if (routes.has(name)) continue
+        routes.set(name, [server, prompt.name])
+        prompts.push({ ...prompt, name, title: `${prompt.title ?? prompt.name} (${server.display_name})` })
+      }
+    }
+    return { prompts, routes }
+  }
+
+  async resources(principal: Principal): Promise<Resource[]> {
+    return (await this.listAll(principal, 'resources')).flatMap(([server, items]) =>
+      (items as Resource[]).map((resource) => ({ ...resource, uri: wrapResourceUri(server.slug, resource.uri) })),
+    )
+  }
+
+  async resourceTemplates(principal: Principal): Promise<ResourceTemplate[]> {
+    return (await this.listAll(principal, 'resourceTemplates')).flatMap(([server, items]) =>
+      (items as ResourceTemplate[]).map((template) => ({
+        ...template,
+        uriTemplate: wrapUriTemplate(server.slug, template.uriTemplate),
+      })),
+    )
+  }
+
+  /** A ready server of the user's `/mcp` by slug (for routing resources). */
+  async readyServer(principal: Principal, slug: string): Promise<McpServerRow | undefined> {
+    const { servers } = await this.view(principal)
+    return servers.find((entry) => entry.status === 'ready' && entry.row.slug === slug)?.row
+  }
+
+  connectLink(server: McpServerRow): string {
+    return connectLinkOf(this.deps.config.publicUrl, server.id)
+  }
+
+  /** An upstream call failed in a way that may be the connection's: the next call connects afresh. */
+  dropConnection(server: McpServerRow, principal: Principal): void {
+    this.pool.drop(server, principal.user.id)
+  }
+
+  private changed(): void {
+    for (const listener of this.listeners) listener()
+  }
+
+  private async buildView(principal: Principal): Promise<UserView> {
+    const servers = await aggregatedServers(this.deps, principal)
+    const ready = servers.filter((entry) => entry.status === 'ready').map((entry) => entry.row)
+    const lists = new Map(await this.listEach(principal, ready, 'tools'))
+    const tools: Tool[] = []
+    const routes = new Map<string, ToolRoute>()
+    for (const { row: server, status } of servers) {
+      if (status === 'connect') {
+        const name = connectToolName(server.slug)
+        routes.set(name, { kind: 'connect', server })
+        tools.push(connectTool(name, server))
+        // Tools known from before the user's sign-in lapsed ask them to reconnect when called.
+        for (const tool of this.lastKnown(server, principal) ?? [])
+          if (passesPolicy(server, tool.name) && !routes.has(exposedName(server.slug, tool.name)))
+            routes.set(exposedName(server.slug, tool.name), {
+              kind: 'connect_required',
+              server,
+              upstreamName: tool.name,
+            })
+        continue
+      }
+      const upstreamTools = (lists.get(server) as Tool[] | undefined) ?? []
+      for (const tool of upstreamTools) {
+        if (typeof tool?.name !== 'string' || !passesPolicy(server, tool.name)) continue
+        const name = exposedName(server.slug, tool.name)
+        if (routes.has(name)) continue
+        const definition = { ...tool, name, title: `${tool.title ?? tool.name} (${server.display_name})` }
+        routes.set(name, { kind: 'upstream', server, upstreamName: tool.name, definition })
+        tools.push(definition)
+      }
+    }
+    return { servers, tools, routes, toolsJson: tools.map((tool) => JSON.stringify(tool)).join(',') }
+  }
+
+  /** The tools the lists last held for this user's credential, if any (used while they must reconnect). */
+  private lastKnown(server: McpServerRow, principal: Principal): Tool[] | undefined {
+    return this.lists.peek(credentialKeyOf(server, principal.user.id), 'tools') as Tool[] | undefined
+  }
+
+  private async listAll(principal: Principal, kind: ListKind): Promise<[McpServerRow, unknown[]][]> {
+    const { servers } = await this.view(principal)
+    const ready = servers.filter((entry) => entry.status === 'ready').map((entry) => entry.row)
+    return this.listEach(principal, ready, kind)
+  }
+
+  /** One list of each server, fetched in parallel, each within the cap; servers without one are left out. */
+  private async listEach(
+    principal: Principal,
+    servers: McpServerRow[],
+    kind: ListKind,
+  ): Promise<[McpServerRow, unknown[]][]> {
+    const lists = await Promise.all(
+      servers.map(async (server) => {
+        const items = await this.lists.get(
+          credentialKeyOf(server, principal.user.id),
+          kind,
+          () => this.fetchList(server, principal, kind),
+          {
+            capMs: Math.min(LIST_CAP_MS, this.deps.config.upstreamTimeoutSeconds * 1000),
+            onFailure: (error) => {
+              this.pool.drop(server, principal.user.id)
+              this.deps.logger.warn('upstream list failed', {
+                server: server.slug,
+                list: kind,
+                error: error instanceof Error ? error.message : String(error),
+              })
+            },
+          },
+        )
+        return items ? ([server, items] as [McpServerRow, unknown[]]) : undefined
+      }),
+    )
+    return lists.filter((entry) => entry !== undefined)
+  }
+
+  private async fetchList(server: McpServerRow, principal: Principal, kind: ListKind): Promise<FetchedList> {
+    const client = await this.pool.client(server, principal.user)
+    const capabilities = client.getServerCapabilities() ?? {}
+    const options = { cacheMode: 'bypass' as const, timeout: this.deps.config.upstreamTimeoutSeconds * 1000 }
+    const ttl = (result: object) => (result as { ttlMs?: number }).ttlMs
+    switch (kind) {
+      case 'tools': {
+        if (!capabilities.tools) return { items: [] }
+        const result = await client.listTools(undefined, options)
+        return { items: result.tools, ttlMs: ttl(result) }
+      }
+      case 'prompts': {
+        if (!capabilities.prompts) return { items: [] }
+        const result = await client.listPrompts(undefined, options)
+        return { items: result.prompts, ttlMs: ttl(result) }
+      }
+      case 'resources': {
+        if (!capabilities.resources) return { items: [] }
+        const result = await client.listResources(undefined, options)
+        return { items: result.resources, ttlMs: ttl(result) }
+      }
+      case 'resourceTemplates': {
+        if (!capabilities.resources) return { items: [] }
+        const result = await client.listResourceTemplates(undefined, options)
+        return { items: result.resourceTemplates, ttlMs: ttl(result) }
+      }
+    }
+  }
+
+  /** The connected client for a route's server (connecting it on first use). */
+  clientFor(server: McpServerRow, principal: Principal): Promise<Client> {
+    return this.pool.client(server, principal.user)
+  }
+}
+
+function passesPolicy(server: McpServerRow, name: string): boolean {
+  return passesLists(name, JSON.parse(server.tool_allow_list), JSON.parse(server.tool_deny_list))
+}
+
+function connectTool(name: string, server: McpServerRow): Tool {
+  return {
+    name,
+    title: `Connect ${server.display_name}`,
+    description: `${server.display_name} needs you to sign in before its tools are available here. Call this tool for the link to open; after connecting, its tools appear in the tool list.`,
+    inputSchema: { type: 'object', properties: {} },
+    annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+  }
+}

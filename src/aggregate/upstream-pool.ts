@@ -1,0 +1,183 @@
+/**
+ * Connected MCP SDK clients to upstream servers, one per (server, credential), reused across
+ * requests: a 2026 upstream's discovery, a 2025 upstream's session and its event stream are set up
+ * once, not per call. Everything here is a cache that any replica may lose: a dropped client is
+ * connected again on the next use, and a 2025 session that the upstream forgot is started anew.
+ */
+import { Client, type FetchLike, SSEClientTransport, StreamableHTTPClientTransport } from '@modelcontextprotocol/client'
+import { AjvJsonSchemaValidator } from '@modelcontextprotocol/client/validators/ajv'
+import type { McpServerRow, UserRow } from '../db/schema.ts'
+import type { OutboundFetch } from '../http/outbound.ts'
+import { type CredentialDeps, upstreamHeaders } from '../upstreams/credentials.ts'
+import { refreshAfterUnauthorized, UpstreamTokenError } from '../upstreams/upstream-tokens.ts'
+
+export type PoolUser = Pick<UserRow, 'id' | 'email' | 'username'>
+
+/** Whose credential a server is called with: each user's own, or one shared by all its users. */
+export function credentialKeyOf(server: McpServerRow, userId: string): string {
+  const perUser =
+    server.auth_type === 'oauth2' || server.auth_type === 'user_oidc' || server.forward_identity_headers === 1
+  return `${server.id}@${server.updated_at}${perUser ? `/${userId}` : ''}`
+}
+
+interface PooledClient {
+  client: Promise<Client>
+  lastUsed: number
+}
+
+export interface UpstreamPoolOptions {
+  deps: CredentialDeps
+  fetch: OutboundFetch
+  version: string
+  /** How long one request to an upstream may take before it is abandoned. */
+  requestTimeoutMs: number
+  /** An upstream said its tool, prompt or resource list changed (or its connection ended). */
+  onListChanged: (key: string) => void
+  maxClients?: number
+  idleMs?: number
+}
+
+const validator = new AjvJsonSchemaValidator()
+
+export class UpstreamPool {
+  private readonly clients = new Map<string, PooledClient>()
+  private readonly maxClients: number
+  private readonly idleMs: number
+  private sweeper: ReturnType<typeof setInterval> | undefined
+
+  constructor(private readonly options: UpstreamPoolOptions) {
+    this.maxClients = options.maxClients ?? 1000
+    this.idleMs = options.idleMs ?? 10 * 60_000
+  }
+
+  /** The connected client for this server and user's credential, connecting it when needed. */
+  client(server: McpServerRow, user: PoolUser): Promise<Client> {
+    const key = credentialKeyOf(server, user.id)
+    const pooled = this.clients.get(key)
+    if (pooled) {
+      pooled.lastUsed = Date.now()
+      return pooled.client
+    }
+    if (this.clients.size >= this.maxClients) this.evictOldest()
+    const client = this.connect(key, server, user)
+    const entry = { client, lastUsed: Date.now() }
+    this.clients.set(key, entry)
+    // A failed connection is not kept: the next use tries again.
+    client.catch(() => this.forget(key, entry))
+    this.sweeper ??= setInterval(() => this.sweep(), Math.min(this.idleMs, 60_000))
+    ;(this.sweeper as { unref?: () => void }).unref?.()
+    return client
+  }
+
+  /** Closes and forgets the client of a key (after a failure, so the next use reconnects). */
+  drop(server: McpServerRow, userId: string): void {
+    const key = credentialKeyOf(server, userId)
+    const entry = this.clients.get(key)
+    if (entry) this.forget(key, entry)
+  }
+
+  async close(): Promise<void> {
+    if (this.sweeper) clearInterval(this.sweeper)
+    this.sweeper = undefined
+    const entries = [...this.clients.entries()]
+    this.clients.clear()
+    await Promise.all(entries.map(([, entry]) => closeClient(entry.client)))
+  }
+
+  private forget(key: string, entry: PooledClient): void {
+    if (this.clients.get(key) !== entry) return
+    this.clients.delete(key)
+    void closeClient(entry.client)
+  }
+
+  private evictOldest(): void {
+    let oldest: [string, PooledClient] | undefined
+    for (const item of this.clients) if (!oldest || item[1].lastUsed < oldest[1].lastUsed) oldest = item
+    if (oldest) this.forget(oldest[0], oldest[1])
+  }
+
+  private sweep(): void {
+    const cutoff = Date.now() - this.idleMs
+    for (const [key, entry] of this.clients) if (entry.lastUsed < cutoff) this.forget(key, entry)
+    if (this.clients.size === 0 && this.sweeper) {
+      clearInterval(this.sweeper)
+      this.sweeper = undefined
+    }
+  }
+
+  private async connect(key: string, server: McpServerRow, user: PoolUser): Promise<Client> {
+    const { deps, onListChanged } = this.options
+    const changed = () => onListChanged(key)
+    const client = new Client(
+      { name: 'gatehouse', version: this.options.version },
+      {
+        jsonSchemaValidator: validator,
+        versionNegotiation: { mode: 'auto' },
+        // Input requests of 2026 upstreams are relayed to the caller, never answered here.
+        inputRequired: { autoFulfill: false },
+        listChanged: {
+          tools: { autoRefresh: false, debounceMs: 0, onChanged: changed },
+          prompts: { autoRefresh: false, debounceMs: 0, onChanged: changed },
+          resources: { autoRefresh: false, debounceMs: 0, onChanged: changed },
+        },
+      },
+    )
+    const fetch = credentialFetch(deps, this.options.fetch, server, user)
+    const url = new URL(server.url)
+    const transport =
+      server.transport === 'sse'
+        ? new SSEClientTransport(url, { fetch })
+        : new StreamableHTTPClientTransport(url, { fetch, reconnectionOptions: NO_RECONNECT })
+    // A connection that ends (the upstream restarted, its session expired) is forgotten, and
+    // whatever was cached for it may be stale.
+    client.onclose = () => {
+      const entry = this.clients.get(key)
+      if (entry) this.forget(key, entry)
+      changed()
+    }
+    await client.connect(transport, { timeout: this.options.requestTimeoutMs })
+    return client
+  }
+}
+
+/** A standalone event stream that ends is not reopened in a loop: the client is connected again on next use. */
+const NO_RECONNECT = {
+  initialReconnectionDelay: 1000,
+  maxReconnectionDelay: 30_000,
+  reconnectionDelayGrowFactor: 1.5,
+  maxRetries: 0,
+}
+
+async function closeClient(client: Promise<Client>): Promise<void> {
+  try {
+    const connected = await client
+    connected.onclose = undefined
+    await connected.close()
+  } catch {
+    // Never connected, or already gone: nothing to close.
+  }
+}
+
+/**
+ * The transport's fetch: every request to the upstream carries the user's credential (the same
+ * headers as the passthrough, never the MCP client's own token) and goes through the outbound
+ * guard. A 401 from an oauth2 upstream refreshes the user's token once and sends the request again.
+ */
+function credentialFetch(deps: CredentialDeps, fetch: OutboundFetch, server: McpServerRow, user: PoolUser): FetchLike {
+  return async (input, init) => {
+    const credentials = await upstreamHeaders(deps, server, user)
+    const send = (extra: Record<string, string>) => {
+      const headers = new Headers(init?.headers)
+      for (const [name, value] of Object.entries(extra)) headers.set(name, value)
+      return fetch(input, { ...init, headers })
+    }
+    const response = await send(credentials)
+    if (response.status !== 401 || server.auth_type !== 'oauth2') return response
+    await response.body?.cancel().catch(() => {})
+    const rejected = credentials.authorization?.replace(/^Bearer /, '') ?? ''
+    const renewed = await refreshAfterUnauthorized(deps, server, user.id, rejected)
+    if (!renewed)
+      throw new UpstreamTokenError('needs_reauth', `${server.display_name} refused your sign-in; reconnect it`)
+    return send({ ...credentials, authorization: `Bearer ${renewed}` })
+  }
+}
