@@ -21,9 +21,9 @@ import {
 import type { Tool } from '@modelcontextprotocol/client'
 import type { Principal } from '../auth/index.ts'
 import type { McpServerRow } from '../db/schema.ts'
-import { UpstreamTokenError } from '../upstreams/upstream-tokens.ts'
 import type { Aggregator, ToolRoute, UserView } from './aggregator.ts'
 import { unwrapResourceUri, wrapResourceUri } from './names.ts'
+import { credentialProblemOf } from './upstream-pool.ts'
 
 /** What a relayed `input_required` round carries back: the upstream's own state and the tool it is for. */
 interface RelayState {
@@ -200,8 +200,8 @@ async function callRoute(
     }
     return result
   } catch (error) {
-    if (error instanceof UpstreamTokenError && error.reason !== 'unavailable')
-      return connectAnswer(serving, server, error.message, ctx, protocolVersion, true)
+    const credentialProblem = credentialProblemOf(error)
+    if (credentialProblem) return connectAnswer(serving, server, credentialProblem.message, ctx, protocolVersion, true)
     if (ctx.mcpReq.signal.aborted) throw error
     // Anything but the upstream's own JSON-RPC answer may be the connection's fault.
     if (!(error instanceof ProtocolError)) serving.aggregator.dropConnection(server, principal)

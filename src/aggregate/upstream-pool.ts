@@ -181,3 +181,15 @@ function credentialFetch(deps: CredentialDeps, fetch: OutboundFetch, server: Mcp
     return send({ ...credentials, authorization: `Bearer ${renewed}` })
   }
 }
+
+/**
+ * The credential problem behind an SDK error, if that is what it is: the transport wraps what its
+ * fetch threw (the user must connect or reconnect) in its own errors.
+ */
+export function credentialProblemOf(error: unknown): UpstreamTokenError | undefined {
+  for (let current = error, depth = 0; current && depth < 5; depth++) {
+    if (current instanceof UpstreamTokenError) return current.reason === 'unavailable' ? undefined : current
+    current = (current as { cause?: unknown }).cause
+  }
+  return undefined
+}

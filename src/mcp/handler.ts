@@ -1,4 +1,5 @@
-import { Aggregator, type UserView } from '../aggregate/aggregator.ts'
+import type { UserView } from '../aggregate/aggregator.ts'
+import { aggregatorOf, GATEHOUSE_VERSION } from '../aggregate/index.ts'
 import { addPromptsAndResources, addUpstreams, createRelayCodec, type UpstreamServing } from '../aggregate/serve.ts'
 import { authenticateTokenCached, bearerToken } from '../auth/auth.service.ts'
 import type { AppDeps } from '../deps.ts'
@@ -10,8 +11,7 @@ import { bearerChallenge } from './protected-resource.ts'
 import { findTool, toolsForRole, type McpContext } from './tools.ts'
 import { createMcpEndpoint, warmUpMcp } from './transport.ts'
 
-const VERSION = '0.1.0'
-const SERVER_INFO = { name: 'gatehouse', version: VERSION }
+const SERVER_INFO = { name: 'gatehouse', version: GATEHOUSE_VERSION }
 
 /** A JSON-RPC error outside any request (id null), as the transport answers refusals. */
 function rpcError(status: number, code: number, message: string, headers: Record<string, string> = {}): Response {
@@ -76,7 +76,7 @@ export function createMcpRequestHandler(deps: AppDeps): (request: Request) => Pr
     admin: narrowScopes([...ALL_SCOPES], { role: 'admin' }),
     member: narrowScopes([...ALL_SCOPES], { role: 'member' }),
   }
-  const aggregator = new Aggregator(deps, VERSION)
+  const aggregator = aggregatorOf(deps)
   const codec = createRelayCodec(deps.keyring.deriveKey('mcp-request-state'))
   const serving: UpstreamServing = { aggregator, codec, timeoutMs: config.upstreamTimeoutSeconds * 1000 }
   const endpoint = createMcpEndpoint<EndpointContext>({

@@ -1,4 +1,5 @@
 import { Elysia, t } from 'elysia'
+import { toolPolicyOf } from '../aggregate/index.ts'
 import { authPlugin } from '../auth/index.ts'
 import type { AppDeps } from '../deps.ts'
 import { basePathOf } from '../config.ts'
@@ -92,6 +93,16 @@ export const upstreamsModule = (deps: AppDeps) =>
         detail: { summary: 'Delete an MCP server and every user’s tokens for it' },
       },
     )
+    .get('/servers/:id/tools', ({ params, principal }) => toolPolicyOf(deps, principal, params.id), {
+      auth: true,
+      params: idParams,
+      response: { 200: 'upstreams.tools', 403: 'api.error', 404: 'api.error', 409: 'api.error', 502: 'api.error' },
+      detail: {
+        summary: 'The upstream’s tools, their names in /mcp and whether the allow and deny lists let them through',
+        description:
+          'Organization admins. Listed live from the upstream with your own credential (oauth2: connect first, else 409); an upstream that does not answer is 502.',
+      },
+    })
     .post(
       '/servers/:id/oauth2/rediscover',
       async ({ params, principal }) =>

@@ -114,6 +114,21 @@ export const UpstreamsModel = {
     t.Partial(t.Object(rest)),
   ]),
   'upstreams.update': t.Partial(t.Object(writable)),
+  'upstreams.tools': t.Object({
+    server_id: t.String(),
+    slug: t.String(),
+    tool_allow_list: t.Array(t.String()),
+    tool_deny_list: t.Array(t.String()),
+    tools: t.Array(
+      t.Object({
+        name: t.String({ description: 'The name the upstream gives it' }),
+        mcp_name: t.String({ description: 'Its name in /mcp: `<slug>__<name>`, cut to 64 characters with a hash' }),
+        allowed: t.Boolean({ description: 'Whether the allow and deny lists let it into /mcp' }),
+        title: t.Nullable(t.String()),
+        description: t.Nullable(t.String()),
+      }),
+    ),
+  }),
   'upstreams.clientMetadata': t.Object({
     client_id: t.String(),
     client_name: t.String(),
