@@ -25,7 +25,7 @@ import { usersModule } from './users/index.ts'
 const VERSION = '0.1.0'
 
 /** A NUL anywhere is bad input (see reject-nul.ts); OAuth endpoints answer in RFC 6749 form. */
-function refuseNul(url: string, where: string): Response {
+export function refuseNul(url: string, where: string): Response {
   if (URL.parse(url)?.pathname.startsWith('/oauth2/'))
     return withHeaders(new OAuthError('invalid_request', `${NUL_MESSAGE} (in the ${where})`).toResponse(), CORS_HEADERS)
   return jsonError(400, { message: NUL_MESSAGE, detail: where })

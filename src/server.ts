@@ -1,4 +1,4 @@
-import { createApp } from './app.ts'
+import { createApp, refuseNul } from './app.ts'
 import { configuredProviders } from './auth/identity-providers.ts'
 import { ConfigError, type Config } from './config.ts'
 import { dialectOf, openDatabase, type Store } from './db/index.ts'
@@ -6,7 +6,8 @@ import { migrateToLatest } from './db/migrate.ts'
 import { countUsers } from './users/user.repository.ts'
 import type { AppDeps } from './deps.ts'
 import { bodyTooLarge, declaresTooLargeBody, readChunkedBodyWithin } from './http/body-limit.ts'
-import { findNulInUrl } from './http/reject-nul.ts'
+import { bodyHasNul, findNulInUrl } from './http/reject-nul.ts'
+import { mcpEndpointOf } from './mcp/index.ts'
 import { createPassthrough, passthroughSlugOf } from './passthrough/index.ts'
 import { jsonError } from './http/errors.ts'
 import { createOutboundFetch, outboundPolicyOf } from './http/outbound.ts'
@@ -81,6 +82,17 @@ function clientIpOf(request: Request, socketIp: string, trustProxy: boolean): st
 export function createRequestHandler(deps: AppDeps, app: ReturnType<typeof createApp>) {
   const { logger, metrics, config } = deps
   const passthrough = createPassthrough(deps)
+  const mcp = mcpEndpointOf(deps)
+  /** `POST /mcp` without the app's routing and hooks, with the same checks the app applies. */
+  async function serveMcp(request: Request): Promise<Response> {
+    if (declaresTooLargeBody(request, config.maxBodyBytes))
+      return bodyTooLarge(config.maxBodyBytes, Number(request.headers.get('content-length')))
+    const inUrl = findNulInUrl(request.url)
+    if (inUrl) return refuseNul(request.url, inUrl)
+    const body = new Uint8Array(await request.arrayBuffer())
+    if (bodyHasNul(body, request.headers.get('content-type'))) return refuseNul(request.url, 'body')
+    return mcp(request, body)
+  }
   return (request: Request, socketIp: string): Promise<Response> => {
     const started = performance.now()
     const context: RequestContext = {
@@ -98,6 +110,10 @@ export function createRequestHandler(deps: AppDeps, app: ReturnType<typeof creat
           const limited = await readChunkedBodyWithin(request, config.maxBodyBytes)
           const slug = passthroughSlugOf(path)
           if (!limited) response = bodyTooLarge(config.maxBodyBytes)
+          else if (path === '/mcp' && request.method === 'POST') {
+            context.route = '/mcp'
+            response = await serveMcp(limited)
+          }
           // The passthrough is the hot path: answered without the app's routing and hooks. Its
           // body goes to the upstream untouched, so only the URL is checked for NUL here.
           else if (slug && PASSTHROUGH_METHODS.has(request.method) && !findNulInUrl(request.url)) {

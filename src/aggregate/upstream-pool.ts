@@ -41,6 +41,7 @@ const validator = new AjvJsonSchemaValidator()
 
 export class UpstreamPool {
   private readonly clients = new Map<string, PooledClient>()
+  private readonly fetches = new Map<string, FetchLike>()
   private readonly maxClients: number
   private readonly idleMs: number
   private sweeper: ReturnType<typeof setInterval> | undefined
@@ -67,6 +68,18 @@ export class UpstreamPool {
     this.sweeper ??= setInterval(() => this.sweep(), Math.min(this.idleMs, 60_000))
     ;(this.sweeper as { unref?: () => void }).unref?.()
     return client
+  }
+
+  /** The fetch that carries this user's credential to this server (the SDK client's and the fast path's). */
+  fetchFor(server: McpServerRow, user: PoolUser): FetchLike {
+    const key = credentialKeyOf(server, user.id)
+    let fetch = this.fetches.get(key)
+    if (!fetch) {
+      if (this.fetches.size >= this.maxClients) this.fetches.clear()
+      fetch = credentialFetch(this.options.deps, this.options.fetch, server, user)
+      this.fetches.set(key, fetch)
+    }
+    return fetch
   }
 
   /** Closes and forgets the client of a key (after a failure, so the next use reconnects). */
@@ -122,7 +135,7 @@ export class UpstreamPool {
         },
       },
     )
-    const fetch = credentialFetch(deps, this.options.fetch, server, user)
+    const fetch = this.fetchFor(server, user)
     const url = new URL(server.url)
     const transport =
       server.transport === 'sse'

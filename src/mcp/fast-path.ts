@@ -108,3 +108,63 @@ export async function answerToolCall(
     },
   })
 }
+
+export interface ListCall {
+  era: 'legacy' | 'modern'
+  id: string | number
+}
+
+/** Recognises a single `tools/list` without a cursor, as plainly as `recogniseToolCall` does calls. */
+export function recogniseToolsList(headers: Headers, body: unknown): ListCall | undefined {
+  if (!isPlainObject(body) || !Object.keys(body).every((key) => MESSAGE_KEYS.has(key))) return undefined
+  const message = body as Message
+  if (message.jsonrpc !== '2.0' || message.method !== 'tools/list') return undefined
+  if (typeof message.id !== 'string' && !Number.isSafeInteger(message.id)) return undefined
+  const params = message.params as Record<string, unknown> | undefined
+  if (params !== undefined && (!isPlainObject(params) || !Object.keys(params).every((key) => key === '_meta')))
+    return undefined
+  if (!/^application\/json\b/i.test(headers.get('content-type') ?? '') || !acceptsBoth(headers.get('accept')))
+    return undefined
+  const version = headers.get('mcp-protocol-version')
+  const meta = params?._meta as Record<string, unknown> | undefined
+  if (meta !== undefined && !isPlainObject(meta)) return undefined
+  if (meta?.[PROTOCOL_VERSION_KEY] !== undefined) {
+    if (meta[PROTOCOL_VERSION_KEY] !== MODERN_VERSION || version !== MODERN_VERSION) return undefined
+    if (!isPlainObject(meta[CLIENT_CAPABILITIES_KEY])) return undefined
+    if (headers.get('mcp-method') !== 'tools/list') return undefined
+    return { era: 'modern', id: message.id as string | number }
+  }
+  if (version !== null && !LEGACY_VERSIONS.has(version)) return undefined
+  return { era: 'legacy', id: message.id as string | number }
+}
+
+/** A tool as `tools/list` shows it, in the SDK's member order. */
+export function listedTool(tool: GatehouseTool): Record<string, unknown> {
+  const schema = (standard: GatehouseTool['input'], io: 'input' | 'output') =>
+    standard['~standard'].jsonSchema[io]({ target: 'draft-2020-12' })
+  return {
+    name: tool.name,
+    title: tool.title,
+    description: tool.description,
+    inputSchema: schema(tool.input, 'input'),
+    annotations: tool.annotations,
+    outputSchema: schema(tool.output, 'output'),
+  }
+}
+
+/** `tools/list` answered from pre-serialised tools (`toolsJson`: the array's members, comma-separated). */
+export function answerToolsList(call: ListCall, toolsJson: string, serverInfo: { name: string; version: string }) {
+  const id = JSON.stringify(call.id)
+  if (call.era === 'modern')
+    return new Response(
+      `{"result":{"tools":[${toolsJson}],"resultType":"complete","ttlMs":0,"cacheScope":"private","_meta":{"io.modelcontextprotocol/serverInfo":${JSON.stringify(serverInfo)}}},"jsonrpc":"2.0","id":${id}}`,
+      { headers: { 'content-type': 'application/json' } },
+    )
+  return new Response(`event: message\ndata: {"result":{"tools":[${toolsJson}]},"jsonrpc":"2.0","id":${id}}\n\n`, {
+    headers: {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache, no-transform',
+      'x-accel-buffering': 'no',
+    },
+  })
+}

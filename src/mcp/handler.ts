@@ -1,16 +1,26 @@
 import type { UserView } from '../aggregate/aggregator.ts'
+import { forwardToolCall } from '../aggregate/fast-call.ts'
 import { aggregatorOf, GATEHOUSE_VERSION } from '../aggregate/index.ts'
 import { addPromptsAndResources, addUpstreams, createRelayCodec, type UpstreamServing } from '../aggregate/serve.ts'
 import { authenticateTokenCached, bearerToken } from '../auth/auth.service.ts'
+import type { Principal } from '../auth/index.ts'
 import type { AppDeps } from '../deps.ts'
 import { resourcesOf } from '../oauth/resource.ts'
 import { ALL_SCOPES, narrowScopes } from '../oauth/scope.ts'
-import { answerToolCall, recogniseToolCall } from './fast-path.ts'
+import {
+  answerToolCall,
+  answerToolsList,
+  listedTool,
+  recogniseToolCall,
+  recogniseToolsList,
+  type ToolCall,
+} from './fast-path.ts'
 import { originAndHostCheck } from './origin.ts'
 import { bearerChallenge } from './protected-resource.ts'
 import { findTool, toolsForRole, type McpContext } from './tools.ts'
 import { createMcpEndpoint, warmUpMcp } from './transport.ts'
 
+const CLIENT_CAPABILITIES_KEY = 'io.modelcontextprotocol/clientCapabilities'
 const SERVER_INFO = { name: 'gatehouse', version: GATEHOUSE_VERSION }
 
 /** A JSON-RPC error outside any request (id null), as the transport answers refusals. */
@@ -66,7 +76,7 @@ function upstreamNeeds(body: unknown): string[] | 'all' | undefined {
  * gets a 403 a client can step up from before any tool runs. Behind it, each user's upstreams
  * (`src/aggregate`) join Gatehouse's own tools.
  */
-export function createMcpRequestHandler(deps: AppDeps): (request: Request) => Promise<Response> {
+export function createMcpRequestHandler(deps: AppDeps): (request: Request, body?: Uint8Array) => Promise<Response> {
   const { config } = deps
   const audience = resourcesOf(config.publicUrl).mcp
   const checkOriginAndHost = originAndHostCheck(config)
@@ -93,9 +103,32 @@ export function createMcpRequestHandler(deps: AppDeps): (request: Request) => Pr
     onError: (error) => deps.logger.debug('mcp request refused', { error: error.message }),
   })
   aggregator.onChange(() => endpoint.listsChanged())
+  /** Gatehouse's own tools as `tools/list` shows them to each role, serialised once. */
+  const ownToolsJson = {
+    owner: toolsForRole('owner')
+      .map((tool) => JSON.stringify(listedTool(tool)))
+      .join(','),
+    admin: toolsForRole('admin')
+      .map((tool) => JSON.stringify(listedTool(tool)))
+      .join(','),
+    member: toolsForRole('member')
+      .map((tool) => JSON.stringify(listedTool(tool)))
+      .join(','),
+  }
+  const fastCall = { aggregator, codec, serverInfo: SERVER_INFO, timeoutMs: serving.timeoutMs }
+
+  /** A plain call of an upstream tool, forwarded without the SDK; undefined leaves it to the SDK path. */
+  async function forwardUpstreamCall(principal: Principal, call: ToolCall, body: unknown, signal: AbortSignal) {
+    const meta = (body as { params?: { _meta?: Record<string, unknown> } }).params?._meta
+    if (meta?.progressToken !== undefined) return undefined
+    const route = (await aggregator.view(principal)).routes.get(call.name)
+    if (route?.kind !== 'upstream') return undefined
+    return forwardToolCall(fastCall, principal, route, call, meta?.[CLIENT_CAPABILITIES_KEY], signal)
+  }
   warmUpMcp()
 
-  async function handle(request: Request): Promise<Response> {
+  const decoder = new TextDecoder()
+  async function handle(request: Request, rawBody?: Uint8Array): Promise<Response> {
     const refused = checkOriginAndHost(request)
     if (refused) return rpcError(403, -32000, `Forbidden: ${refused}`)
 
@@ -128,7 +161,7 @@ export function createMcpRequestHandler(deps: AppDeps): (request: Request) => Pr
       return rpcError(406, -32000, 'Not Acceptable: the client must accept both application/json and text/event-stream')
     let body: unknown
     try {
-      body = JSON.parse(await request.text())
+      body = JSON.parse(rawBody ? decoder.decode(rawBody) : await request.text())
     } catch {
       return rpcError(400, -32700, 'Parse error: the request body is not valid JSON')
     }
@@ -141,6 +174,16 @@ export function createMcpRequestHandler(deps: AppDeps): (request: Request) => Pr
     const tool = call ? visibleTool(call.name, context) : undefined
     const answered = call && tool ? await answerToolCall(call, tool, context, SERVER_INFO) : undefined
     if (answered) return answered
+    if (call && !tool) {
+      const forwarded = await forwardUpstreamCall(principal, call, body, request.signal)
+      if (forwarded) return forwarded
+    }
+    const list = config.mcpFastPath && !call ? recogniseToolsList(request.headers, body) : undefined
+    if (list) {
+      const upstream = (await aggregator.view(principal)).toolsJson
+      const own = ownToolsJson[principal.user.role]
+      return answerToolsList(list, upstream ? `${own},${upstream}` : own, SERVER_INFO)
+    }
     const called = upstreamNeeds(body)
     if (called !== undefined)
       context.upstreams = {

@@ -12,8 +12,19 @@ import { protectedResourceMetadata } from './protected-resource.ts'
  * answer of `/mcp` carries CORS headers for an allowed browser origin, the 401 challenge included,
  * so a browser client can read `WWW-Authenticate`; the metadata is readable from any origin.
  */
-export const mcpModule = (deps: AppDeps) => {
-  let handler: Promise<(request: Request) => Promise<Response>> | undefined
+type McpHandle = (request: Request, body?: Uint8Array) => Promise<Response>
+
+const endpoints = new WeakMap<AppDeps, McpHandle>()
+
+/**
+ * `/mcp` itself, CORS included, one per app: the app's route and the server's hot path (which
+ * answers `POST /mcp` before the app's routing, see `createRequestHandler`) share it. `body` is
+ * the request's body when the caller has read it already.
+ */
+export function mcpEndpointOf(deps: AppDeps): McpHandle {
+  const existing = endpoints.get(deps)
+  if (existing) return existing
+  let handler: Promise<McpHandle> | undefined
   // A failed load is forgotten, so the next request tries again instead of failing for good.
   const load = () =>
     (handler ??= import('./handler.ts')
@@ -24,7 +35,15 @@ export const mcpModule = (deps: AppDeps) => {
       }))
   setTimeout(() => load().catch((error) => deps.logger.error('could not load the MCP endpoint', { error })), 0)
   const allowsOrigin = mcpOriginPolicy(deps.config)
-  const handle = async (request: Request) => withCors(request, await (await load())(request), allowsOrigin)
+  const handle: McpHandle = async (request, body) =>
+    withCors(request, await (await load())(request, body), allowsOrigin)
+  endpoints.set(deps, handle)
+  return handle
+}
+
+export const mcpModule = (deps: AppDeps) => {
+  const handle = mcpEndpointOf(deps)
+  const allowsOrigin = mcpOriginPolicy(deps.config)
   const metadata = protectedResourceMetadata(deps.config)
   const serveMetadata = () =>
     Response.json(metadata, { headers: { ...CORS_HEADERS, 'cache-control': 'public, max-age=300' } })

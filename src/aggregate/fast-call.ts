@@ -1,0 +1,194 @@
+/**
+ * The hot path of the aggregated `/mcp`: a plain `tools/call` of an upstream tool (no progress
+ * token, no multi-round-trip retry) is forwarded as one HTTP request on the pooled connection's
+ * terms (its negotiated revision, its 2025 session), and the answer is relayed without building an
+ * SDK server or going through the SDK client, which would cost ten times as much CPU. Anything
+ * this path does not handle returns undefined before the upstream was asked, and the request
+ * goes to the SDK path, which handles everything.
+ */
+import type { StreamableHTTPClientTransport, Tool } from '@modelcontextprotocol/client'
+import type { Principal } from '../auth/index.ts'
+import type { ToolCall } from '../mcp/fast-path.ts'
+import type { Aggregator, ToolRoute } from './aggregator.ts'
+import type { RequestStateCodec } from './serve.ts'
+
+const MODERN = '2026-07-28'
+const PROTOCOL_VERSION_KEY = 'io.modelcontextprotocol/protocolVersion'
+const CLIENT_CAPABILITIES_KEY = 'io.modelcontextprotocol/clientCapabilities'
+const CLIENT_INFO_KEY = 'io.modelcontextprotocol/clientInfo'
+const SERVER_INFO_KEY = 'io.modelcontextprotocol/serverInfo'
+
+export interface FastCallOptions {
+  aggregator: Aggregator
+  codec: RequestStateCodec
+  serverInfo: { name: string; version: string }
+  timeoutMs: number
+}
+
+type UpstreamRoute = Extract<ToolRoute, { kind: 'upstream' }>
+
+let nextId = 0
+
+/** Tools whose arguments travel in headers too (SEP-2243) are left to the SDK client, which mirrors them. */
+const mirrorsHeaders = new WeakMap<Tool, boolean>()
+function declaresHeaders(tool: Tool): boolean {
+  let declares = mirrorsHeaders.get(tool)
+  if (declares === undefined) {
+    declares = JSON.stringify(tool.inputSchema).includes('"x-mcp-header"')
+    mirrorsHeaders.set(tool, declares)
+  }
+  return declares
+}
+
+export async function forwardToolCall(
+  options: FastCallOptions,
+  principal: Principal,
+  route: UpstreamRoute,
+  call: ToolCall,
+  callerCapabilities: unknown,
+  signal: AbortSignal,
+): Promise<Response | undefined> {
+  const { server } = route
+  if (server.transport !== 'streamable_http' || declaresHeaders(route.definition)) return undefined
+  const { aggregator } = options
+  let client: Awaited<ReturnType<Aggregator['clientFor']>>
+  try {
+    client = await aggregator.clientFor(server, principal)
+  } catch {
+    return undefined
+  }
+  const transport = client.transport as StreamableHTTPClientTransport | undefined
+  const version = client.getNegotiatedProtocolVersion()
+  if (!transport || !version) return undefined
+  const modern = version === MODERN
+  const id = `gatehouse-${++nextId}`
+  const params: Record<string, unknown> = { name: route.upstreamName, arguments: call.args }
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    accept: 'application/json, text/event-stream',
+    'mcp-protocol-version': version,
+  }
+  if (modern) {
+    params._meta = {
+      [PROTOCOL_VERSION_KEY]: MODERN,
+      [CLIENT_INFO_KEY]: { name: options.serverInfo.name, version: options.serverInfo.version },
+      [CLIENT_CAPABILITIES_KEY]: callerCapabilities ?? {},
+    }
+    headers['mcp-method'] = 'tools/call'
+    headers['mcp-name'] = route.upstreamName
+  } else if (transport.sessionId) headers['mcp-session-id'] = transport.sessionId
+
+  const abort = AbortSignal.any([signal, AbortSignal.timeout(options.timeoutMs)])
+  const fetch = aggregator.pool.fetchFor(server, principal.user)
+  let message: { result?: Record<string, unknown>; error?: { message?: unknown } } | undefined
+  try {
+    const response = await fetch(server.url, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params }),
+      signal: abort,
+    })
+    // The upstream forgot the session (it restarted): nothing ran; the SDK path connects again.
+    if (response.status === 404 && !modern) {
+      await response.body?.cancel().catch(() => {})
+      aggregator.dropConnection(server, principal)
+      return undefined
+    }
+    if (!response.ok) {
+      await response.body?.cancel().catch(() => {})
+      return toolError(options, call, `${server.display_name} failed: it answered HTTP ${response.status}`)
+    }
+    message = await responseTo(response, id)
+  } catch (error) {
+    if (signal.aborted) return new Response(null, { status: 499 })
+    aggregator.dropConnection(server, principal)
+    const cause = abort.aborted ? 'it did not answer in time' : error instanceof Error ? error.message : String(error)
+    return toolError(options, call, `${server.display_name} failed: ${cause}`)
+  }
+  if (!message) return toolError(options, call, `${server.display_name} failed: it sent no answer`)
+  if (message.error || !message.result)
+    return toolError(options, call, `${server.display_name} failed: ${String(message.error?.message ?? 'no result')}`)
+
+  const { resultType, ...result } = message.result
+  if (resultType === 'input_required') {
+    if (call.era !== 'modern')
+      return toolError(options, call, `${server.display_name} asked for input this client cannot give`)
+    const requestState = await options.codec.mint(
+      { up: result.requestState as string | undefined, tool: call.name },
+      stateContext(principal),
+    )
+    return answer(call, { resultType: 'input_required', inputRequests: result.inputRequests, requestState }, options)
+  }
+  return answer(call, result, options)
+}
+
+/** What the request-state codec binds to: the method and the user (as the SDK path's context gives them). */
+function stateContext(principal: Principal) {
+  return {
+    mcpReq: { method: 'tools/call' },
+    http: { authInfo: { extra: { context: { principal } } } },
+  } as unknown as Parameters<RequestStateCodec['mint']>[1]
+}
+
+function toolError(options: FastCallOptions, call: ToolCall, text: string): Response {
+  return answer(call, { content: [{ type: 'text', text }], isError: true }, options)
+}
+
+/** The answer as the SDK sends it in each era: SSE for 2025 clients, JSON stamped with the server for 2026. */
+function answer(call: ToolCall, result: Record<string, unknown>, options: FastCallOptions): Response {
+  if (call.era === 'modern') {
+    // As the SDK does: the server's stamp joins the result's own `_meta` unless it names a server already.
+    const meta = result._meta as Record<string, unknown> | undefined
+    const stamped = {
+      ...result,
+      ...(result.resultType ? {} : { resultType: 'complete' }),
+      _meta: meta?.[SERVER_INFO_KEY] ? meta : { ...meta, [SERVER_INFO_KEY]: options.serverInfo },
+    }
+    return new Response(JSON.stringify({ result: stamped, jsonrpc: '2.0', id: call.id }), {
+      headers: { 'content-type': 'application/json' },
+    })
+  }
+  return new Response(`event: message\ndata: ${JSON.stringify({ result, jsonrpc: '2.0', id: call.id })}\n\n`, {
+    headers: {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache, no-transform',
+      'x-accel-buffering': 'no',
+    },
+  })
+}
+
+/** The JSON-RPC response with `id`, from a JSON body or from the SSE stream that carries it. */
+async function responseTo(response: Response, id: string): Promise<Record<string, never> | undefined> {
+  const type = response.headers.get('content-type') ?? ''
+  if (type.includes('application/json')) {
+    const message = await response.json()
+    return message?.id === id ? message : undefined
+  }
+  if (!type.includes('text/event-stream') || !response.body) {
+    await response.body?.cancel().catch(() => {})
+    return undefined
+  }
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader()
+  let buffered = ''
+  try {
+    for (;;) {
+      const { value, done } = await reader.read()
+      if (done) return undefined
+      buffered += value.replaceAll('\r\n', '\n')
+      for (let end = buffered.indexOf('\n\n'); end !== -1; end = buffered.indexOf('\n\n')) {
+        const event = buffered.slice(0, end)
+        buffered = buffered.slice(end + 2)
+        const data = event
+          .split('\n')
+          .filter((line) => line.startsWith('data:'))
+          .map((line) => line.slice(line.startsWith('data: ') ? 6 : 5))
+          .join('\n')
+        if (!data) continue
+        const message = JSON.parse(data)
+        if (message?.id === id && ('result' in message || 'error' in message)) return message
+      }
+    }
+  } finally {
+    reader.cancel().catch(() => {})
+  }
+}
