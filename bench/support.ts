@@ -1,8 +1,9 @@
 // What the benchmarks in bench/ have in common: starting a server (Gatehouse or a bare ceiling) as a `bun` child on
 // a free port of 127.0.0.1 with a clean environment, waiting for /healthz, stopping it, keeping every run bounded and
 // tidy (children killed, temp dirs removed, on success, failure, timeout and Ctrl-C alike), reading CPU time from
-// /proc, summarising latencies and printing tables, plus the MCP wire formats bench/mcp.ts and bench/mcp-soak.ts
-// both send. Each benchmark is its own process, so the children and temp dirs to clean up are this module's state.
+// /proc, running wrk with a script that checks every answer, summarising latencies and printing tables, plus the MCP
+// wire formats bench/mcp.ts, bench/mcp-soak.ts and bench/gateway.ts send. Each benchmark is its own process, so the
+// children and temp dirs to clean up are this module's state.
 
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -219,6 +220,143 @@ export async function runTool(command: string[], timeoutMs: number): Promise<Too
   } finally {
     clearTimeout(timer)
     liveChildren.delete(child)
+  }
+}
+
+// wrk, the load generator of bench/gateway.ts and bench/mcp.ts: a C program on one thread, so it leaves the cores to
+// the servers under test, which a JS load generator in the benchmark's own process would not.
+
+/**
+ * The path of wrk, or exits 1 saying how to install it: without its load generator the benchmark cannot run.
+ * Named by `bound` first, so the message says which benchmark needs it.
+ */
+export function requireWrk(): string {
+  const wrk = Bun.which('wrk')
+  if (wrk) return wrk
+  process.stderr.write(
+    `${benchName}: wrk is not installed; it is the load generator of this benchmark.\n` +
+      '  Debian/Ubuntu: sudo apt-get install -y wrk\n' +
+      '  elsewhere: your package manager’s wrk, or build it from https://github.com/wg/wrk\n',
+  )
+  process.exit(1)
+}
+
+/** The version wrk reports, for the benchmark's first line. */
+export function wrkVersion(wrk: string): string {
+  return /wrk (\S+)/.exec(Bun.spawnSync([wrk, '--version']).stdout.toString())?.[1] ?? '?'
+}
+
+/** Slack per wrk run beyond its duration: its start, its last requests (wrk --timeout) and its exit. */
+export const WRK_SLACK_S = 5
+
+/** A Lua string literal of a printable ASCII string (JSON's escapes for `"` and `\` are Lua's too). */
+function luaString(value: string): string {
+  if (!/^[\x20-\x7e]*$/.test(value)) throw new Error(`not printable ASCII: ${value}`)
+  return JSON.stringify(value)
+}
+
+/** The one request a wrk run sends over and over, and what every answer to it must contain. */
+export interface WrkRequest {
+  headers: Record<string, string>
+  body: string
+  /** Substrings every answer's body must contain (status 200 is checked too). */
+  expected: string[]
+}
+
+/**
+ * The wrk script of a POST: method, headers, body; every answer checked (status 200, each expected substring in the
+ * body), and at the end one line per wrk thread with how many failed and the first that did. wrk takes a response's
+ * latency before it calls `response`, so the check is not in the figures.
+ */
+export function wrkScript(request: WrkRequest): string {
+  if (request.expected.length === 0) throw new Error('a wrk script must check its answers for something')
+  return [
+    'wrk.method = "POST"',
+    `wrk.body = ${luaString(request.body)}`,
+    ...Object.entries(request.headers).map(([name, value]) => `wrk.headers[${luaString(name)}] = ${luaString(value)}`),
+    `local expected = { ${request.expected.map(luaString).join(', ')} }`,
+    'local threads = {}',
+    'function setup(thread) table.insert(threads, thread) end',
+    'function init(args) bad = 0; first = "" end',
+    'function response(status, headers, body)',
+    '  local ok = status == 200',
+    '  if ok then',
+    '    for _, text in ipairs(expected) do',
+    '      if not string.find(body, text, 1, true) then ok = false; break end',
+    '    end',
+    '  end',
+    '  if not ok then',
+    '    bad = bad + 1',
+    '    if first == "" then first = status .. " " .. string.sub(body, 1, 300) end',
+    '  end',
+    'end',
+    'function done(summary, latency, requests)',
+    '  for _, thread in ipairs(threads) do',
+    '    local f = string.gsub(thread:get("first"), "%s+", " ")',
+    '    io.write("BENCH-CHECK bad=" .. thread:get("bad") .. " first=" .. f .. "\\n")',
+    '  end',
+    'end',
+    '',
+  ].join('\n')
+}
+
+export interface WrkResult {
+  requests: number
+  rate: number
+  p50Us: number
+  p99Us: number
+  /** User plus system CPU seconds wrk itself used. */
+  wrkCpuS: number
+}
+
+const UNIT_US: Record<string, number> = { us: 1, ms: 1e3, s: 1e6, m: 60e6, h: 3600e6 }
+
+/** A time as wrk prints it (`87.00us`, `1.23ms`, `2.00s`), in µs. */
+function wrkTimeUs(value: string, unit: string): number {
+  const factor = UNIT_US[unit]
+  if (factor === undefined) throw new Error(`wrk printed a time in an unknown unit: ${value}${unit}`)
+  return Number(value) * factor
+}
+
+/**
+ * Runs wrk (one thread, `connections` keep-alive connections) with `script` against `url` for `durationS` and parses
+ * its summary (p50 and p99 from --latency); throws on any answer its script refused, any non-2xx count or socket
+ * error, or no request at all.
+ */
+export async function runWrk(
+  wrk: string,
+  url: string,
+  script: string,
+  connections: number,
+  durationS: number,
+): Promise<WrkResult> {
+  const command = [wrk, '-t1', `-c${connections}`, `-d${durationS}s`, '--timeout', '5s', '--latency', '-s', script, url]
+  const run = await runTool(command, (durationS + WRK_SLACK_S) * 1000)
+  const out = run.stdout
+  const what = `wrk -c${connections} ${url}`
+  if (run.code !== 0) throw new Error(`${what} exited ${run.code}:\n${out}${run.stderr}`)
+  const requests = /^\s*(\d+) requests in /m.exec(out)
+  const rate = /^Requests\/sec:\s+([\d.]+)/m.exec(out)
+  const p50 = /^\s*50%\s+([\d.]+)(us|ms|s|m|h)\s*$/m.exec(out)
+  const p99 = /^\s*99%\s+([\d.]+)(us|ms|s|m|h)\s*$/m.exec(out)
+  if (!requests || !rate || !p50 || !p99) throw new Error(`${what}: could not parse its output:\n${out}${run.stderr}`)
+  const problems: string[] = []
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out)
+  if (non2xx) problems.push(`${non2xx[1]} non-2xx or 3xx responses`)
+  const socket = /Socket errors: (.*)$/m.exec(out)
+  if (socket) problems.push(`socket errors: ${socket[1]}`)
+  const checks = [...out.matchAll(/^BENCH-CHECK bad=(\d+) first=(.*)$/gm)]
+  if (checks.length === 0) throw new Error(`${what}: its script did not report its checks:\n${out}${run.stderr}`)
+  for (const [, bad, first] of checks)
+    if (Number(bad) > 0) problems.push(`${bad} answers without the expected text, the first: ${first}`)
+  if (Number(requests[1]) === 0) problems.push('no request completed')
+  if (problems.length) throw new Error(`${what}: ${problems.join('; ')}`)
+  return {
+    requests: Number(requests[1]),
+    rate: Number(rate[1]),
+    p50Us: wrkTimeUs(p50[1], p50[2]),
+    p99Us: wrkTimeUs(p99[1], p99[2]),
+    wrkCpuS: run.cpuS,
   }
 }
 

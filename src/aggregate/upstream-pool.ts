@@ -141,12 +141,12 @@ export class UpstreamPool {
       server.transport === 'sse'
         ? new SSEClientTransport(url, { fetch })
         : new StreamableHTTPClientTransport(url, { fetch, reconnectionOptions: NO_RECONNECT })
-    // A connection that ends (the upstream restarted, its session expired) is forgotten, and
-    // whatever was cached for it may be stale.
+    // A connection that ends (the upstream restarted or timed out its idle event stream, its
+    // session expired) is forgotten; the next use connects again. The lists stay: they are as
+    // good as their time to live, and a change the upstream announces is heard on the new one.
     client.onclose = () => {
       const entry = this.clients.get(key)
       if (entry) this.forget(key, entry)
-      changed()
     }
     await client.connect(transport, { timeout: this.options.requestTimeoutMs })
     return client
