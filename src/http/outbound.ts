@@ -62,6 +62,11 @@ export interface OutboundLimits {
    * decodes but keeps `Content-Encoding`, so the client would decode them a second time.
    */
   decompress?: boolean
+  /**
+   * How long a host name's resolved and allowed addresses are reused (default 5 s). Requests still
+   * go to the address that was checked, so this gives DNS rebinding nothing to steer.
+   */
+  checkedHostMs?: number
 }
 
 const DEFAULT_LIMITS: Required<OutboundLimits> = {
@@ -70,7 +75,10 @@ const DEFAULT_LIMITS: Required<OutboundLimits> = {
   totalTimeoutMs: 60_000,
   maxRedirects: 5,
   decompress: true,
+  checkedHostMs: 5000,
 }
+
+const encoder = new TextEncoder()
 
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308])
 const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304])
@@ -254,7 +262,7 @@ interface Hop {
  * sends the request through that proxy, which is then asked for the pinned address.
  */
 export function createOutboundFetch(policy: OutboundPolicy, limits: OutboundLimits = {}): OutboundFetch {
-  const { maxResponseBytes, connectTimeoutMs, totalTimeoutMs, maxRedirects, decompress } = {
+  const { maxResponseBytes, connectTimeoutMs, totalTimeoutMs, maxRedirects, decompress, checkedHostMs } = {
     ...DEFAULT_LIMITS,
     ...limits,
   }
@@ -262,11 +270,17 @@ export function createOutboundFetch(policy: OutboundPolicy, limits: OutboundLimi
   const resolve = policy.resolve ?? resolveWithDns
   const ca = trustedCasOf(policy.caFile)
 
+  /** Host names whose addresses were resolved and allowed a moment ago: no lookup per request on hot paths. */
+  const checkedHosts = new Map<string, { addresses: string[]; until: number }>()
+
   /** The addresses of the URL's host that may be reached; refuses when any of them may not. */
   async function checkedAddressesOf(url: URL, signal: AbortSignal): Promise<string[]> {
     if (url.protocol !== 'https:' && url.protocol !== 'http:')
       throw new OutboundError(`only http and https URLs are fetched, not ${url.protocol}`)
     if (url.username || url.password) throw new OutboundError('URLs with credentials are not fetched')
+    const now = Date.now()
+    const cached = checkedHosts.get(url.hostname)
+    if (cached && cached.until > now) return cached.addresses
     const literal = url.hostname.replace(/^\[|\]$/g, '')
     let found: string[]
     if (isIP(literal)) found = [literal]
@@ -278,6 +292,8 @@ export function createOutboundFetch(policy: OutboundPolicy, limits: OutboundLimi
     if (found.length === 0) throw new OutboundError(`${url.hostname} does not resolve`)
     if (!found.every((address) => addresses.allows(url.hostname, address)))
       throw new OutboundError(`${url.hostname} is not an allowed destination`)
+    if (checkedHosts.size >= 1000) checkedHosts.clear()
+    if (checkedHostMs > 0) checkedHosts.set(url.hostname, { addresses: found, until: now + checkedHostMs })
     return found
   }
 
@@ -311,16 +327,29 @@ export function createOutboundFetch(policy: OutboundPolicy, limits: OutboundLimi
     throw new OutboundError(`${name} could not be reached: ${reasonOf(lastError)}`)
   }
 
-  return async function outboundFetch(input, init) {
+  /** The first hop of a request: read from `init` directly in the common case (no Request built). */
+  async function firstHop(input: string | URL | Request, init: RequestInit | undefined): Promise<Hop> {
+    const body = init?.body
+    if (!(input instanceof Request) && (body == null || typeof body === 'string' || body instanceof Uint8Array))
+      return {
+        url: new URL(input),
+        method: (init?.method ?? 'GET').toUpperCase(),
+        headers: new Headers(init?.headers),
+        body: body == null ? null : typeof body === 'string' ? encoder.encode(body) : body,
+      }
     const request = new Request(input, init)
-    const callerSignal = init?.signal ?? (input instanceof Request ? input.signal : undefined)
-    const mode = request.redirect
-    let hop: Hop = {
+    return {
       url: new URL(request.url),
       method: request.method,
       headers: new Headers(request.headers),
       body: request.body ? new Uint8Array(await request.arrayBuffer()) : null,
     }
+  }
+
+  return async function outboundFetch(input, init) {
+    const callerSignal = init?.signal ?? (input instanceof Request ? input.signal : undefined)
+    const mode = init?.redirect ?? (input instanceof Request ? input.redirect : 'follow')
+    let hop = await firstHop(input, init)
     const deadline = new Deadline(callerSignal, hop.url.hostname, totalTimeoutMs)
     try {
       for (let redirects = 0; ; redirects++) {

@@ -223,7 +223,7 @@ describe('outbound guard pinning', () => {
     // The same port on another loopback address stands for the internal service DNS rebinds to.
     const internal = serve(() => new Response('internal'), '127.0.0.2', checked.port)
     const resolve = resolverOf({ 'rebind.test': [['127.0.0.1'], ['127.0.0.2']] })
-    const fetchOut = guard({ allowHosts: ['127.0.0.1'], resolve })
+    const fetchOut = guard({ allowHosts: ['127.0.0.1'], resolve }, { checkedHostMs: 0 })
     const response = await fetchOut(`http://rebind.test:${checked.port}/`)
     expect(await response.text()).toBe(`checked rebind.test:${checked.port}`)
     expect(response.url).toBe(`http://rebind.test:${checked.port}/`)
@@ -231,6 +231,19 @@ describe('outbound guard pinning', () => {
     expect(internal.requests).toHaveLength(0)
     // The second answer is checked like the first, and refused.
     await refusal(fetchOut(`http://rebind.test:${checked.port}/`))
+    expect(internal.requests).toHaveLength(0)
+  })
+
+  it('reuses a checked answer for a few seconds, still connecting to the address it checked', async () => {
+    const checked = serve((request) => new Response(`checked ${request.headers.get('host')}`))
+    const internal = serve(() => new Response('internal'), '127.0.0.2', checked.port)
+    const resolve = resolverOf({ 'rebind.test': [['127.0.0.1'], ['127.0.0.2']] })
+    const fetchOut = guard({ allowHosts: ['127.0.0.1'], resolve })
+    for (let i = 0; i < 3; i++)
+      expect(await (await fetchOut(`http://rebind.test:${checked.port}/`)).text()).toBe(
+        `checked rebind.test:${checked.port}`,
+      )
+    expect(resolve.calls).toEqual(['rebind.test'])
     expect(internal.requests).toHaveLength(0)
   })
 
