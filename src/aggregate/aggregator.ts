@@ -74,6 +74,7 @@ export class Aggregator {
       deps,
       fetch,
       version,
+      publicUrl: deps.config.publicUrl,
       requestTimeoutMs: deps.config.upstreamTimeoutSeconds * 1000,
       onListChanged: (key) => {
         this.lists.invalidate(key)

@@ -172,7 +172,8 @@ async function callRoute(
         arguments: args,
         ...(ctx.mcpReq.inputResponses ? { inputResponses: ctx.mcpReq.inputResponses } : {}),
         ...(state?.up !== undefined ? { requestState: state.up } : {}),
-        ...(capabilities ? { _meta: { [CLIENT_CAPABILITIES_META_KEY]: capabilities } } : {}),
+        // A 2026 upstream asks only for what the caller can give (a 2025 caller: nothing).
+        _meta: { [CLIENT_CAPABILITIES_META_KEY]: capabilities ?? {} },
       } as Parameters<typeof client.callTool>[0],
       {
         signal: ctx.mcpReq.signal,

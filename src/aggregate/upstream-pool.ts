@@ -4,7 +4,14 @@
  * once, not per call. Everything here is a cache that any replica may lose: a dropped client is
  * connected again on the next use, and a 2025 session that the upstream forgot is started anew.
  */
-import { Client, type FetchLike, SSEClientTransport, StreamableHTTPClientTransport } from '@modelcontextprotocol/client'
+import {
+  Client,
+  type FetchLike,
+  ProtocolError,
+  ProtocolErrorCode,
+  SSEClientTransport,
+  StreamableHTTPClientTransport,
+} from '@modelcontextprotocol/client'
 import { AjvJsonSchemaValidator } from '@modelcontextprotocol/client/validators/ajv'
 import type { McpServerRow, UserRow } from '../db/schema.ts'
 import type { OutboundFetch } from '../http/outbound.ts'
@@ -29,6 +36,7 @@ export interface UpstreamPoolOptions {
   deps: CredentialDeps
   fetch: OutboundFetch
   version: string
+  publicUrl: string
   /** How long one request to an upstream may take before it is abandoned. */
   requestTimeoutMs: number
   /** An upstream said its tool, prompt or resource list changed (or its connection ended). */
@@ -133,8 +141,21 @@ export class UpstreamPool {
           prompts: { autoRefresh: false, debounceMs: 0, onChanged: changed },
           resources: { autoRefresh: false, debounceMs: 0, onChanged: changed },
         },
+        // Declared so a 2025 upstream that asks hears why it cannot be answered (below); 2026
+        // upstreams see the caller's own capabilities in each request instead.
+        capabilities: { elicitation: { form: {}, url: {} }, sampling: {} },
       },
     )
+    // A 2025 upstream asking the caller for input mid-call would need the call held open across
+    // the caller's requests, which a stateless `/mcp` cannot do: the answer says where it works.
+    const unrelayable = (method: string) => () => {
+      throw new ProtocolError(
+        ProtocolErrorCode.InvalidRequest,
+        `Gatehouse's /mcp cannot pass ${method} from ${server.display_name} to the user's client: it keeps no session with a server of a 2025 protocol revision. Connect to ${this.options.publicUrl}/mcp/servers/${server.slug}, which carries every request.`,
+      )
+    }
+    client.setRequestHandler('elicitation/create', unrelayable('elicitation/create'))
+    client.setRequestHandler('sampling/createMessage', unrelayable('sampling/createMessage'))
     const fetch = this.fetchFor(server, user)
     const url = new URL(server.url)
     const transport =
