@@ -33,7 +33,7 @@ const LIST_CAP_MS = 5000
 export type ToolRoute =
   | { kind: 'upstream'; server: McpServerRow; upstreamName: string; definition: Tool }
   /** The `<slug>__connect` tool of a server the user has not connected. */
-  | { kind: 'connect'; server: McpServerRow }
+  | { kind: 'connect'; server: McpServerRow; definition: Tool }
   /** A tool of a server the user must connect (known from before): calling it asks them to connect. */
   | { kind: 'connect_required'; server: McpServerRow; upstreamName: string }
 
@@ -77,13 +77,21 @@ export class Aggregator {
       publicUrl: deps.config.publicUrl,
       requestTimeoutMs: deps.config.upstreamTimeoutSeconds * 1000,
       onListChanged: (key) => {
-        this.lists.invalidate(key)
+        this.lists.invalidate((candidate) => candidate === key)
         this.changed()
       },
     })
-    this.unsubscribe = usableServerCache.onInvalidate(() => {
+    this.unsubscribe = usableServerCache.onInvalidate((change) => {
       this.generation++
       this.views.clear()
+      // A server's edit concerns every connection to it; a user's (re)connection, theirs only.
+      if (change.serverId) {
+        const server = `${change.serverId}@`
+        const concerned = (key: string) =>
+          key.startsWith(server) && (change.userId === undefined || key.endsWith(`/${change.userId}`))
+        this.lists.invalidate(concerned)
+        this.pool.dropWhere(concerned)
+      }
       this.changed()
     })
   }
@@ -186,8 +194,9 @@ export class Aggregator {
     for (const { row: server, status } of servers) {
       if (status === 'connect') {
         const name = connectToolName(server.slug)
-        routes.set(name, { kind: 'connect', server })
-        tools.push(connectTool(name, server))
+        const definition = connectTool(name, server)
+        routes.set(name, { kind: 'connect', server, definition })
+        tools.push(definition)
         // Tools known from before the user's sign-in lapsed ask them to reconnect when called.
         for (const tool of this.lastKnown(server, principal) ?? [])
           if (passesPolicy(server, tool.name) && !routes.has(exposedName(server.slug, tool.name)))

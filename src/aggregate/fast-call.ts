@@ -11,6 +11,7 @@ import type { Principal } from '../auth/index.ts'
 import type { ToolCall } from '../mcp/fast-path.ts'
 import type { Aggregator, ToolRoute } from './aggregator.ts'
 import type { RequestStateCodec } from './serve.ts'
+import { credentialProblemOf } from './upstream-pool.ts'
 
 const MODERN = '2026-07-28'
 const PROTOCOL_VERSION_KEY = 'io.modelcontextprotocol/protocolVersion'
@@ -101,6 +102,9 @@ export async function forwardToolCall(
     message = await responseTo(response, id)
   } catch (error) {
     if (signal.aborted) return new Response(null, { status: 499 })
+    // The upstream refused the user's sign-in and it could not be renewed: nothing ran, and the
+    // SDK path answers with the connect link as for any call of a server to reconnect.
+    if (credentialProblemOf(error)) return undefined
     aggregator.dropConnection(server, principal)
     const cause = abort.aborted ? 'it did not answer in time' : error instanceof Error ? error.message : String(error)
     return toolError(options, call, `${server.display_name} failed: ${cause}`)

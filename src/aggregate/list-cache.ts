@@ -91,12 +91,12 @@ export class ListCache {
     return this.entries.get(`${kind}\0${key}`)?.items
   }
 
-  /** Marks the lists of a credential key (or of every key starting with it) out of date. */
-  invalidate(keyPrefix: string): void {
+  /** Marks the lists of the credential keys `concerned` picks out of date. */
+  invalidate(concerned: (key: string) => boolean): void {
     let changed = false
     for (const [id, entry] of this.entries) {
       const key = id.slice(id.indexOf('\0') + 1)
-      if (key.startsWith(keyPrefix)) {
+      if (concerned(key)) {
         entry.invalidated = true
         changed = true
       }

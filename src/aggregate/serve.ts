@@ -18,7 +18,6 @@ import {
   type ServerContext,
   UrlElicitationRequiredError,
 } from '@modelcontextprotocol/server'
-import type { Tool } from '@modelcontextprotocol/client'
 import type { Principal } from '../auth/index.ts'
 import type { McpServerRow } from '../db/schema.ts'
 import type { Aggregator, ToolRoute, UserView } from './aggregator.ts'
@@ -87,12 +86,12 @@ export function addUpstreams(
   }
 }
 
+/** Never listed: the tool of a server the user must reconnect, known only by its name. */
+const UNLISTED = describing({ type: 'object' })
+
 function registration(route: ToolRoute) {
-  if (route.kind !== 'upstream') {
-    const { inputSchema, title, description, annotations } = connectDefinition(route)
-    return { title, description, inputSchema: describing(inputSchema), annotations }
-  }
-  const { title, description, inputSchema, outputSchema, annotations, _meta } = route.definition
+  if (route.kind === 'connect_required') return { inputSchema: UNLISTED }
+  const { title, description, inputSchema, outputSchema, annotations, icons, _meta } = route.definition
   return {
     title,
     description,
@@ -100,17 +99,8 @@ function registration(route: ToolRoute) {
     // Listed as the upstream gives it; not checked against the result, which passes unchanged.
     ...(outputSchema ? { outputSchema: describing(outputSchema) } : {}),
     annotations,
+    icons,
     _meta,
-  }
-}
-
-function connectDefinition(route: Exclude<ToolRoute, { kind: 'upstream' }>): Tool {
-  return {
-    name: route.server.slug,
-    title: `Connect ${route.server.display_name}`,
-    description: `Connect ${route.server.display_name}`,
-    inputSchema: { type: 'object', properties: {} },
-    annotations: { readOnlyHint: true },
   }
 }
 

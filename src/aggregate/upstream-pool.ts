@@ -97,6 +97,12 @@ export class UpstreamPool {
     if (entry) this.forget(key, entry)
   }
 
+  /** Closes the clients (and forgets the credential fetches) of the keys `concerned` picks. */
+  dropWhere(concerned: (key: string) => boolean): void {
+    for (const [key, entry] of this.clients) if (concerned(key)) this.forget(key, entry)
+    for (const key of this.fetches.keys()) if (concerned(key)) this.fetches.delete(key)
+  }
+
   async close(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper)
     this.sweeper = undefined

@@ -141,7 +141,7 @@ export async function finishConnect(
   }
   await storeConnection(deps, { serverId: row.id, userId: principal.user.id }, tokens, row.oauth2_scopes)
   deps.logger.info('upstream connected', { server_id: row.id, user_id: principal.user.id })
-  usableServerCache.invalidate()
+  usableServerCache.invalidate({ serverId: row.id, userId: principal.user.id })
   return { returnTo: state.return_to ?? undefined, server: row }
 }
 
@@ -152,7 +152,7 @@ export async function finishConnect(
 export async function disconnect(deps: UpstreamDeps, principal: Principal, serverId: string): Promise<void> {
   const deleted = await deleteUserToken(deps.db, serverId, principal.user.id)
   if (!deleted) return
-  usableServerCache.invalidate()
+  usableServerCache.invalidate({ serverId, userId: principal.user.id })
   deps.logger.info('upstream disconnected', { server_id: serverId, user_id: principal.user.id })
   void revokeDeleted(deps, serverId, deleted).catch((error) =>
     deps.logger.warn('upstream token revocation failed', {

@@ -5,7 +5,14 @@ import type { McpServerRow, McpServerUserTokenRow } from '../db/schema.ts'
 import { openValue, sealValue } from '../secrets/sealed-column.ts'
 import { isInvalidGrant, refreshUpstreamTokens, upstreamClientOf } from './oauth-client.ts'
 import { openServerSecrets, type UpstreamDeps } from './server-secrets.ts'
-import { claimRefreshLease, findUserToken, updateUnderLease, upsertUserToken } from './user-token.repository.ts'
+import { usableServerCache } from './usable-server-cache.ts'
+import {
+  claimRefreshLease,
+  findUserToken,
+  markNeedsReauth,
+  updateUnderLease,
+  upsertUserToken,
+} from './user-token.repository.ts'
 
 /**
  * The one place a user's upstream OAuth tokens are read. An access token close to expiry (the
@@ -99,8 +106,14 @@ export async function refreshAfterUnauthorized(
   try {
     return await openAccessToken(deps, await refreshShared(deps, server, token))
   } catch (error) {
-    if (error instanceof UpstreamTokenError) return undefined
-    throw error
+    if (!(error instanceof UpstreamTokenError)) throw error
+    // The upstream refused a token that cannot be renewed: the user must reconnect, and their
+    // `/mcp` shows the connect tool again.
+    if (error.reason === 'needs_reauth') {
+      await markNeedsReauth(deps.db, token)
+      usableServerCache.invalidate({ serverId: server.id, userId })
+    }
+    return undefined
   }
 }
 
@@ -147,6 +160,7 @@ async function refreshTokensUnderLease(
     const now = nowSeconds()
     if (await isInvalidGrant(error)) {
       await updateUnderLease(deps.db, key, leaseId, { needs_reauth: 1, updated_at: now })
+      usableServerCache.invalidate(key)
       deps.logger.info('upstream refresh token refused; the user must reconnect', {
         server_id: server.id,
         user_id: token.user_id,

@@ -461,7 +461,7 @@ export async function createServer(
       throw error
     }
   }
-  usableServerCache.invalidate()
+  usableServerCache.invalidate({ serverId: row.id })
   deps.logger.info('mcp server created', audit(row, principal))
   return row
 }
@@ -513,7 +513,7 @@ export async function updateServerConfig(
     translateWriteError(error)
   }
   if (!row) throw new ApiError(404, 'MCP server not found')
-  usableServerCache.invalidate()
+  usableServerCache.invalidate({ serverId: row.id })
   deps.logger.info('mcp server updated', { ...audit(row, principal), fields: Object.keys(input).sort() })
   return row
 }
@@ -525,7 +525,7 @@ export async function rediscoverServer(deps: UpstreamDeps, principal: Principal,
     throw new ApiError(400, 'Only an oauth2 server has an authorization server to discover')
   const updated = await discoverInto(deps, row, principal.user.id)
   await deleteUserTokensOfServer(deps.db, id)
-  usableServerCache.invalidate()
+  usableServerCache.invalidate({ serverId: id })
   deps.logger.info('mcp server rediscovered', { ...audit(updated, principal), issuer: updated.oauth2_issuer })
   return updated
 }
@@ -534,7 +534,7 @@ export async function deleteServerConfig(deps: UpstreamDeps, principal: Principa
   const { row } = await findVisibleServer(deps, principal, id, 'manage')
   // The users' tokens and choices go with the row (ON DELETE CASCADE).
   if (!(await deleteServer(deps.db, id))) throw new ApiError(404, 'MCP server not found')
-  usableServerCache.invalidate()
+  usableServerCache.invalidate({ serverId: id })
   deps.logger.info('mcp server deleted', audit(row, principal))
 }
 

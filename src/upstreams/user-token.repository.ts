@@ -1,6 +1,20 @@
 import type { Insertable, Kysely, Updateable } from 'kysely'
 import type { Database, McpServerUserTokenRow, McpServerUserTokensTable } from '../db/schema.ts'
 
+/** A refused token that cannot be renewed; unless a newer one was stored meanwhile. */
+export async function markNeedsReauth(
+  db: Kysely<Database>,
+  token: Pick<McpServerUserTokenRow, 'server_id' | 'user_id' | 'updated_at'>,
+): Promise<void> {
+  await db
+    .updateTable('mcp_server_user_tokens')
+    .set({ needs_reauth: 1 })
+    .where('server_id', '=', token.server_id)
+    .where('user_id', '=', token.user_id)
+    .where('updated_at', '=', token.updated_at)
+    .execute()
+}
+
 export async function findUserToken(
   db: Kysely<Database>,
   serverId: string,
