@@ -3,7 +3,7 @@ import { Elysia, ValidationError } from 'elysia'
 import { cookieNamesFor } from './auth/cookies.ts'
 import { authModule } from './auth/routes.ts'
 import type { AppDeps } from './deps.ts'
-import { bodyTooLarge, declaresTooLargeBody } from './http/body-limit.ts'
+import { bodyTooLarge, declaresTooLargeBody, hasBody } from './http/body-limit.ts'
 import { ApiError, jsonError } from './http/errors.ts'
 import { checkBodyForNul, findNulInUrl, NUL_MESSAGE } from './http/reject-nul.ts'
 import { identityLoginModule } from './auth/idp-login.ts'
@@ -51,7 +51,7 @@ export function createApp(deps: AppDeps) {
         return bodyTooLarge(config.maxBodyBytes, Number(request.headers.get('content-length')))
       const inUrl = findNulInUrl(request.url)
       if (inUrl) return refuseNul(request.url, inUrl)
-      if (!request.body) return
+      if (!hasBody(request)) return
       const checked = await checkBodyForNul(request)
       if (checked.hasNul) return refuseNul(request.url, 'body')
       context.request = checked.request

@@ -172,13 +172,14 @@ async function responseTo(response: Response, id: string): Promise<Record<string
     await response.body?.cancel().catch(() => {})
     return undefined
   }
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader()
+  const reader = response.body.getReader()
+  const decoder = new TextDecoder()
   let buffered = ''
   try {
     for (;;) {
       const { value, done } = await reader.read()
       if (done) return undefined
-      buffered += value.replaceAll('\r\n', '\n')
+      buffered += decoder.decode(value, { stream: true }).replaceAll('\r\n', '\n')
       for (let end = buffered.indexOf('\n\n'); end !== -1; end = buffered.indexOf('\n\n')) {
         const event = buffered.slice(0, end)
         buffered = buffered.slice(end + 2)

@@ -6,6 +6,16 @@ export function bodyTooLarge(limit: number, size?: number): Response {
   return jsonError(413, { message: 'Request body too large', detail })
 }
 
+/**
+ * Whether a request carries a body. A declared length answers without touching `request.body`:
+ * asking a runtime's request for its body stream builds one, which costs more on a hot path than
+ * everything else a small request needs.
+ */
+export function hasBody(request: Request): boolean {
+  const length = request.headers.get('content-length')
+  return length !== null ? length !== '0' : request.body !== null
+}
+
 /** True when a declared Content-Length is over the limit. */
 export function declaresTooLargeBody(request: Request, limit: number): boolean {
   return Number(request.headers.get('content-length') ?? 0) > limit
@@ -17,7 +27,8 @@ export function declaresTooLargeBody(request: Request, limit: number): boolean {
  * Content-Length pass through untouched and are checked by the app.
  */
 export async function readChunkedBodyWithin(request: Request, limit: number): Promise<Request | undefined> {
-  if (!request.body || request.headers.has('content-length')) return request
+  // Content-Length first: asking a runtime's request for its body stream builds one.
+  if (request.headers.has('content-length') || !request.body) return request
   const body = await readStreamWithin(request.body, limit)
   if (!body) return undefined
   const headers = new Headers(request.headers)

@@ -401,15 +401,21 @@ function wrapResponse(response: Response, url: URL, redirected: boolean, maxByte
     void response.body?.cancel().catch(() => {})
     throw new OutboundError(`the answer from ${url.hostname} is larger than ${maxBytes} bytes`)
   }
+  // Without a size cap or a total deadline (a proxied stream) there is nothing to watch: the
+  // runtime's response is handed on as it is, its body never turned into a script stream (which
+  // costs more than the rest of a small exchange), only naming the URL the caller asked for.
+  if (maxBytes === Number.POSITIVE_INFINITY && !deadline.hasTotal) {
+    if (NULL_BODY_STATUSES.has(response.status)) deadline.finish()
+    Object.defineProperty(response, 'url', { value: url.href })
+    Object.defineProperty(response, 'redirected', { value: redirected })
+    return response
+  }
   const hasBody = response.body !== null && !NULL_BODY_STATUSES.has(response.status)
   if (!hasBody) {
     void response.body?.cancel().catch(() => {})
     deadline.finish()
   }
-  // Without a size cap or a total deadline (a proxied stream) there is nothing to watch: the
-  // body passes as the runtime gave it, one stream layer fewer on the proxy's hot path.
-  const unbounded = maxBytes === Number.POSITIVE_INFINITY && !deadline.hasTotal
-  const body = !hasBody ? null : unbounded ? response.body : capBody(response.body!, url.hostname, maxBytes, deadline)
+  const body = hasBody ? capBody(response.body!, url.hostname, maxBytes, deadline) : null
   const wrapped = new Response(body, {
     status: response.status,
     statusText: response.statusText,

@@ -1,4 +1,5 @@
 import { Elysia, t } from 'elysia'
+import { hasBody } from '../http/body-limit.ts'
 import { authenticateTokenCached, bearerToken } from '../auth/auth.service.ts'
 import type { AppDeps } from '../deps.ts'
 import { answerPreflight, withCors } from '../http/cors.ts'
@@ -96,7 +97,7 @@ export function createPassthrough(deps: AppDeps): Passthrough {
     )
     if (!server) return rpcError(404, -32000, `There is no MCP server "${slug}" for you here`)
 
-    const body = request.body ? new Uint8Array(await request.arrayBuffer()) : null
+    const body = hasBody(request) ? new Uint8Array(await request.arrayBuffer()) : null
     const started = performance.now()
     const account = (outcome: string, status: number) => {
       const seconds = (performance.now() - started) / 1000
