@@ -1,3 +1,4 @@
+import { closeAggregator } from './aggregate/index.ts'
 import { createApp, refuseNul } from './app.ts'
 import { configuredProviders } from './auth/identity-providers.ts'
 import { ConfigError, type Config } from './config.ts'
@@ -183,6 +184,7 @@ export async function startGatehouse(config: Config, logger: Logger): Promise<Ga
       stopMaintenance()
       await server.drain()
       clearTimeout(timeout)
+      await closeAggregator(deps)
       await deps.db.destroy()
     })())
   return { server, deps, shutdown }

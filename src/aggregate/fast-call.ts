@@ -11,7 +11,7 @@ import type { Principal } from '../auth/index.ts'
 import type { ToolCall } from '../mcp/fast-path.ts'
 import type { Aggregator, ToolRoute } from './aggregator.ts'
 import type { RequestStateCodec } from './serve.ts'
-import { credentialProblemOf } from './upstream-pool.ts'
+import { credentialProblemOf, unrelayableMessage } from './upstream-pool.ts'
 
 const MODERN = '2026-07-28'
 const PROTOCOL_VERSION_KEY = 'io.modelcontextprotocol/protocolVersion'
@@ -20,6 +20,7 @@ const CLIENT_INFO_KEY = 'io.modelcontextprotocol/clientInfo'
 const SERVER_INFO_KEY = 'io.modelcontextprotocol/serverInfo'
 
 export interface FastCallOptions {
+  publicUrl: string
   aggregator: Aggregator
   codec: RequestStateCodec
   serverInfo: { name: string; version: string }
@@ -99,7 +100,20 @@ export async function forwardToolCall(
       await response.body?.cancel().catch(() => {})
       return toolError(options, call, `${server.display_name} failed: it answered HTTP ${response.status}`)
     }
-    message = await responseTo(response, id)
+    // A 2025 upstream asking the caller for input mid-call is told why it cannot be, as the SDK
+    // path tells it, so the call ends instead of waiting for an answer that never comes.
+    message = await responseTo(response, id, (request) =>
+      fetch(server.url, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: request.id,
+          error: { code: -32600, message: unrelayableMessage(options.publicUrl, server, String(request.method)) },
+        }),
+        signal: abort,
+      }).then((answered) => answered.body?.cancel()),
+    )
   } catch (error) {
     if (signal.aborted) return new Response(null, { status: 499 })
     // The upstream refused the user's sign-in and it could not be renewed: nothing ran, and the
@@ -161,8 +175,15 @@ function answer(call: ToolCall, result: Record<string, unknown>, options: FastCa
   })
 }
 
-/** The JSON-RPC response with `id`, from a JSON body or from the SSE stream that carries it. */
-async function responseTo(response: Response, id: string): Promise<Record<string, never> | undefined> {
+/**
+ * The JSON-RPC response with `id`, from a JSON body or from the SSE stream that carries it; a
+ * request the upstream sends on the way goes to `onRequest`.
+ */
+async function responseTo(
+  response: Response,
+  id: string,
+  onRequest: (request: { id: unknown; method: unknown }) => Promise<unknown>,
+): Promise<Record<string, never> | undefined> {
   const type = response.headers.get('content-type') ?? ''
   if (type.includes('application/json')) {
     const message = await response.json()
@@ -191,6 +212,7 @@ async function responseTo(response: Response, id: string): Promise<Record<string
         if (!data) continue
         const message = JSON.parse(data)
         if (message?.id === id && ('result' in message || 'error' in message)) return message
+        if (typeof message?.method === 'string' && message.id !== undefined) await onRequest(message)
       }
     }
   } finally {

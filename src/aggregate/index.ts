@@ -20,6 +20,13 @@ export function aggregatorOf(deps: AppDeps): Aggregator {
   return aggregator
 }
 
+/** Closes the app's upstream connections (2025 sessions included), if any were opened. */
+export async function closeAggregator(deps: AppDeps): Promise<void> {
+  const aggregator = aggregators.get(deps)
+  aggregators.delete(deps)
+  await aggregator?.close()
+}
+
 /**
  * `GET /api/v1/mcp/servers/{id}/tools`: the upstream's tools as it lists them to the admin's own
  * credential, each with its name in `/mcp` and whether the allow and deny lists let it through,

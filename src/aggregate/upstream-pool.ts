@@ -157,7 +157,7 @@ export class UpstreamPool {
     const unrelayable = (method: string) => () => {
       throw new ProtocolError(
         ProtocolErrorCode.InvalidRequest,
-        `Gatehouse's /mcp cannot pass ${method} from ${server.display_name} to the user's client: it keeps no session with a server of a 2025 protocol revision. Connect to ${this.options.publicUrl}/mcp/servers/${server.slug}, which carries every request.`,
+        unrelayableMessage(this.options.publicUrl, server, method),
       )
     }
     client.setRequestHandler('elicitation/create', unrelayable('elicitation/create'))
@@ -192,6 +192,9 @@ async function closeClient(client: Promise<Client>): Promise<void> {
   try {
     const connected = await client
     connected.onclose = undefined
+    // A 2025 session is ended at the upstream, not left for it to expire.
+    const transport = connected.transport as StreamableHTTPClientTransport | undefined
+    if (transport?.sessionId) await transport.terminateSession().catch(() => {})
     await connected.close()
   } catch {
     // Never connected, or already gone: nothing to close.
@@ -220,6 +223,15 @@ function credentialFetch(deps: CredentialDeps, fetch: OutboundFetch, server: Mcp
       throw new UpstreamTokenError('needs_reauth', `${server.display_name} refused your sign-in; reconnect it`)
     return send({ ...credentials, authorization: `Bearer ${renewed}` })
   }
+}
+
+/** Why a 2025 upstream's request for input in the middle of a call cannot reach the caller, and where it can. */
+export function unrelayableMessage(
+  publicUrl: string,
+  server: Pick<McpServerRow, 'display_name' | 'slug'>,
+  method: string,
+): string {
+  return `Gatehouse's /mcp cannot pass ${method} from ${server.display_name} to the user's client: it keeps no session with a server of a 2025 protocol revision. Connect to ${publicUrl}/mcp/servers/${server.slug}, which carries every request.`
 }
 
 /**

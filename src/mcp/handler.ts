@@ -115,7 +115,13 @@ export function createMcpRequestHandler(deps: AppDeps): (request: Request, body?
       .map((tool) => JSON.stringify(listedTool(tool)))
       .join(','),
   }
-  const fastCall = { aggregator, codec, serverInfo: SERVER_INFO, timeoutMs: serving.timeoutMs }
+  const fastCall = {
+    publicUrl: config.publicUrl,
+    aggregator,
+    codec,
+    serverInfo: SERVER_INFO,
+    timeoutMs: serving.timeoutMs,
+  }
 
   /** A plain call of an upstream tool, forwarded without the SDK; undefined leaves it to the SDK path. */
   async function forwardUpstreamCall(principal: Principal, call: ToolCall, body: unknown, signal: AbortSignal) {
