@@ -115,6 +115,8 @@ export class ListCache {
       const invalidatedBefore = entry.invalidated
       try {
         const fetched = await fetch()
+        // Views built from the lists are rebuilt only when a list really changed.
+        const changed = entry.items === undefined || JSON.stringify(entry.items) !== JSON.stringify(fetched.items)
         entry.items = fetched.items
         entry.ttlMs =
           typeof fetched.ttlMs === 'number' && fetched.ttlMs >= 0
@@ -123,7 +125,7 @@ export class ListCache {
         entry.fetchedAt = Date.now()
         // A notification that arrived during the fetch may not be in this answer.
         if (entry.invalidated === invalidatedBefore) entry.invalidated = false
-        this.version++
+        if (changed) this.version++
       } catch (error) {
         onFailure(error)
         // The last good list stays; the next request tries again after a short pause.
