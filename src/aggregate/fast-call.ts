@@ -8,7 +8,7 @@
  */
 import type { StreamableHTTPClientTransport, Tool } from '@modelcontextprotocol/client'
 import type { Principal } from '../auth/index.ts'
-import type { ToolCall } from '../mcp/fast-path.ts'
+import { sseMessage, type ToolCall } from '../mcp/fast-path.ts'
 import type { Aggregator, ToolRoute } from './aggregator.ts'
 import type { RequestStateCodec } from './serve.ts'
 import { credentialProblemOf, unrelayableMessage } from './upstream-pool.ts'
@@ -166,13 +166,7 @@ function answer(call: ToolCall, result: Record<string, unknown>, options: FastCa
       headers: { 'content-type': 'application/json' },
     })
   }
-  return new Response(`event: message\ndata: ${JSON.stringify({ result, jsonrpc: '2.0', id: call.id })}\n\n`, {
-    headers: {
-      'content-type': 'text/event-stream',
-      'cache-control': 'no-cache, no-transform',
-      'x-accel-buffering': 'no',
-    },
-  })
+  return sseMessage(JSON.stringify({ result, jsonrpc: '2.0', id: call.id }))
 }
 
 /**

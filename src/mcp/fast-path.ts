@@ -99,14 +99,7 @@ export async function answerToolCall(
     })
     return new Response(body, { headers: { 'content-type': 'application/json' } })
   }
-  const body = `event: message\ndata: ${JSON.stringify({ result, jsonrpc: '2.0', id: call.id })}\n\n`
-  return new Response(body, {
-    headers: {
-      'content-type': 'text/event-stream',
-      'cache-control': 'no-cache, no-transform',
-      'x-accel-buffering': 'no',
-    },
-  })
+  return sseMessage(JSON.stringify({ result, jsonrpc: '2.0', id: call.id }))
 }
 
 export interface ListCall {
@@ -160,7 +153,12 @@ export function answerToolsList(call: ListCall, toolsJson: string, serverInfo: {
       `{"result":{"tools":[${toolsJson}],"resultType":"complete","ttlMs":0,"cacheScope":"private","_meta":{"io.modelcontextprotocol/serverInfo":${JSON.stringify(serverInfo)}}},"jsonrpc":"2.0","id":${id}}`,
       { headers: { 'content-type': 'application/json' } },
     )
-  return new Response(`event: message\ndata: {"result":{"tools":[${toolsJson}]},"jsonrpc":"2.0","id":${id}}\n\n`, {
+  return sseMessage(`{"result":{"tools":[${toolsJson}]},"jsonrpc":"2.0","id":${id}}`)
+}
+
+/** One JSON-RPC message as the SDK answers a 2025-era POST: a one-event SSE stream. */
+export function sseMessage(json: string): Response {
+  return new Response(`event: message\ndata: ${json}\n\n`, {
     headers: {
       'content-type': 'text/event-stream',
       'cache-control': 'no-cache, no-transform',
