@@ -1,9 +1,10 @@
 // Gateway benchmark, with wrk as the load generator: a C program on one thread, so it leaves the cores to the
 // servers, which a JS load generator in this process would not. Three sections, each with its targets and verdicts:
 // 1. `tools/call` of an `echo` tool on a real upstream MCP server (bench/echo-upstream.ts, the v2 SDK's
-//    createMcpHandler on Bun.serve, stateless), sent direct to the upstream, through a real `gatehouse serve`
-//    (SQLite) at /mcp/servers/echo (the passthrough), and through /mcp as `echo__echo` (the aggregation, which routes
-//    it to the upstream's `echo`), at 1 and 16 connections;
+//    createMcpHandler on Bun.serve, stateless), sent direct to the upstream, through a bare proxy (bench/bare-proxy.ts,
+//    the ceiling of the proxied rows), through a real `gatehouse serve` (SQLite) at /mcp/servers/echo (the
+//    passthrough), and through /mcp as `echo__echo` (the aggregation, which routes it to the upstream's `echo`), at 1
+//    and 16 connections;
 // 2. `tools/list` on /mcp aggregating 20 upstreams of 20 tools each, with warm caches;
 // 3. `tools/call` of Gatehouse's own get_authenticated_user on /mcp, against a bare Bun.serve answering the same
 //    bytes (bench/bare-mcp-server.ts) as the ceiling.
@@ -12,14 +13,23 @@
 //
 // Needs wrk (Debian's package: `sudo apt-get install -y wrk`); without it the benchmark says so and exits 1.
 //
-// Setup, untimed: the upstream and Gatehouse start as `bun` children on free ports of 127.0.0.1, Gatehouse on a fresh
-// temp data dir (SQLite, GATEHOUSE_LOG_LEVEL=warn so no per-request log line is written, and
-// GATEHOUSE_OUTBOUND_ALLOW_PRIVATE=true so it may reach a loopback upstream). Through Gatehouse's HTTP API the first
+// Setup, untimed: the upstream, the bare proxy and Gatehouse start as `bun` children on free ports of 127.0.0.1, the
+// bare proxy with UPSTREAM_URL set to the upstream's /mcp, Gatehouse on a fresh temp data dir (SQLite,
+// GATEHOUSE_LOG_LEVEL=warn so no per-request log line is written, and GATEHOUSE_OUTBOUND_ALLOW_PRIVATE=true so it may
+// reach a loopback upstream). Through Gatehouse's HTTP API the first
 // user is created and signed in; a tools/list on /mcp then gives Gatehouse's own tools (the user has no upstream yet).
 // The user registers the upstream (slug `echo`, auth_type none, enabled, availability default_on, so it is in their
 // /mcp); the session token is the bearer of every request through Gatehouse. One request each way is checked with
-// fetch before any load: 200, the request's id, the echoed text, with no initialize first (all three answer the 2025
+// fetch before any load: 200, the request's id, the echoed text, with no initialize first (all four answer the 2025
 // revisions statelessly).
+//
+// The bare proxy row: a Bun.serve that forwards each POST to the upstream with the runtime's fetch (method; the
+// content-type, accept and mcp-protocol-version headers; the body as bytes) and answers the upstream's status,
+// content-type and body as they come, with no authentication and no checks: one server exchange plus one fetch
+// exchange, the least any Bun proxy costs. It gets the same request as direct (no bearer) and the same wrk checks.
+// The summary line of the passthrough and of the aggregation sets its CPU per call against the bare proxy's (ratio
+// and difference in µs) and its p50 against the bare proxy's (difference), beside its comparison with direct; the
+// targets stay measured against direct.
 //
 // The request is what a 2025-06-18 client sends after initialize, without the session it would not need here: a POST
 // with content-type application/json, accept application/json and text/event-stream, mcp-protocol-version
@@ -39,13 +49,13 @@
 // answer of Gatehouse's is captured and the bare server started to answer every POST /mcp with exactly those bytes;
 // the ratio of the two CPU figures is Gatehouse's cost over the HTTP floor.
 //
-// Per phase (at each connection count, direct then passthrough then aggregated, Gatehouse then bare, so drift on the
-// machine hits them alike): a wrk run of --warmup seconds, checked and discarded, then one of --seconds measured.
-// Across the measured run the user+system CPU time of each server process is read from /proc/<pid>/stat and divided
-// by the request count wrk reports: CPU time per request does not depend on how much of the machine the process got,
-// so it holds up on a shared or busy machine where req/s and latency do not. p50 and p99 are wrk's (--latency); req/s
-// is its Requests/sec. Everything runs on 127.0.0.1, the run is bounded in time, children are stopped and the temp dir
-// is removed on any exit.
+// Per phase (at each connection count, direct then bare proxy then passthrough then aggregated, Gatehouse then bare,
+// so drift on the machine hits them alike): a wrk run of --warmup seconds, checked and discarded, then one of
+// --seconds measured. Across the measured run the user+system CPU time of each server process is read from
+// /proc/<pid>/stat and divided by the request count wrk reports: CPU time per request does not depend on how much of
+// the machine the process got, so it holds up on a shared or busy machine where req/s and latency do not. p50 and p99
+// are wrk's (--latency); req/s is its Requests/sec. Everything runs on 127.0.0.1, the run is bounded in time,
+// children are stopped and the temp dir is removed on any exit.
 
 import { writeFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
@@ -152,14 +162,21 @@ if (!Number.isInteger(warmup) || warmup < 1 || warmup > 30)
 if (levels.length === 0 || levels.length > 6 || levels.some((c) => !Number.isInteger(c) || c < 1 || c > 1024))
   usage(`--connections must be 1 to 6 whole numbers from 1 to 1024, separated by commas, got "${values.connections}"`)
 
-type Mode = 'direct' | 'gateway' | 'aggregated'
-const MODES: Mode[] = ['direct', 'gateway', 'aggregated']
-const LABEL: Record<Mode, string> = { direct: 'direct', gateway: 'via gateway', aggregated: 'aggregated' }
+type Mode = 'direct' | 'bareProxy' | 'gateway' | 'aggregated'
+const MODES: Mode[] = ['direct', 'bareProxy', 'gateway', 'aggregated']
+const LABEL: Record<Mode, string> = {
+  direct: 'direct',
+  bareProxy: 'bare proxy',
+  gateway: 'via gateway',
+  aggregated: 'aggregated',
+}
+/** The kind (Server.kind, the key of its CPU figures) of bench/bare-proxy.ts. */
+const BARE_PROXY = 'bare proxy'
 type OwnKind = 'gatehouse' | 'bare'
 const OWN_KINDS: OwnKind[] = ['gatehouse', 'bare']
 
-// Bounded as a whole: three starts, setup (21 registrations, the untimed lists) and stops, then per phase its warm-up
-// and measured wrk runs: three modes, the list and two servers, at each connection count.
+// Bounded as a whole: four starts, setup (21 registrations, the untimed lists) and stops, then per phase its warm-up
+// and measured wrk runs: four modes, the list and two servers, at each connection count.
 const phaseCount = (MODES.length + 1 + OWN_KINDS.length) * levels.length
 bound('gateway', 60_000 + phaseCount * (warmup + seconds + 2 * WRK_SLACK_S) * 1000)
 const WRK = requireWrk()
@@ -256,6 +273,7 @@ async function upstreamCounts(upstream: Server): Promise<{ echo: number; list: n
 const us = (value: number) => `${int(value)} µs`
 const perRequestUs = (cpuS: number, requests: number) => (cpuS * 1e6) / requests
 const signed = (value: number) => `${value >= 0 ? '+' : '−'}${int(Math.abs(value))} µs`
+const signedCpu = (value: number) => `${value >= 0 ? '+' : '−'}${Math.abs(value).toFixed(1)} µs`
 const verdict = (met: boolean) => (met ? 'met' : 'MISSED')
 const wrkCpu = (r: PhaseResult) => `${Math.round((100 * r.wrkCpuS) / r.elapsedS)}%`
 const busy = (r: PhaseResult) => `${Math.round(100 * r.machineBusy)}% of ${cpus().length}`
@@ -266,9 +284,9 @@ const phaseLine = (label: string, c: number, r: PhaseResult, cpu: string) =>
 async function main() {
   process.stdout.write(
     `gateway: bun ${Bun.version}, wrk ${wrkVersion(WRK)} (1 thread), ${cpus().length} CPU(s), SQLite, tools/call echo ` +
-      `(${VERSION}, stateless) direct, passthrough and aggregated, tools/list of ${LIST_SERVERS}×${LIST_TOOLS} and ` +
-      `${TOOL} on /mcp, connections ${levels.join(', ')}, ${seconds} s per run after ${warmup} s of warm-up, ` +
-      `${HOST} only\n`,
+      `(${VERSION}, stateless) direct, through a bare proxy, passthrough and aggregated, ` +
+      `tools/list of ${LIST_SERVERS}×${LIST_TOOLS} and ${TOOL} on /mcp, connections ${levels.join(', ')}, ` +
+      `${seconds} s per run after ${warmup} s of warm-up, ${HOST} only\n`,
   )
   const dir = await tempDir('gatehouse-bench-gateway-')
   const upstream = await start('upstream', bareCommand('echo-upstream.ts'), () => ({
@@ -276,8 +294,10 @@ async function main() {
     BENCH_LIST_TOOLS: String(LIST_TOOLS),
   }))
   let gatehouse: Server | undefined
+  let bareProxy: Server | undefined
   let bare: Server | undefined
   try {
+    bareProxy = await start(BARE_PROXY, bareCommand('bare-proxy.ts'), () => ({ UPSTREAM_URL: `${upstream.base}/mcp` }))
     gatehouse = await start('gatehouse', GATEHOUSE, (_, base) => ({
       GATEHOUSE_DATA_DIR: join(dir, 'gatehouse'),
       GATEHOUSE_PUBLIC_URL: base,
@@ -294,6 +314,11 @@ async function main() {
     const targets: Record<Mode, { base: string; path: string; request: WrkRequest }> = {
       direct: {
         base: upstream.base,
+        path: '/mcp',
+        request: { headers: MCP_HEADERS, body: BODY, expected: [EXPECTED_CONTENT] },
+      },
+      bareProxy: {
+        base: bareProxy.base,
         path: '/mcp',
         request: { headers: MCP_HEADERS, body: BODY, expected: [EXPECTED_CONTENT] },
       },
@@ -324,22 +349,28 @@ async function main() {
     }
     process.stdout.write(
       `  setup: upstream registered as /mcp/servers/${SLUG} (default_on: ${AGGREGATED_TOOL} on /mcp) by the first ` +
-        `user, its session token as bearer; tools/call without initialize answered: ${checked.join('; ')}\n`,
+        `user, its session token as bearer; the bare proxy forwards to the upstream's /mcp; tools/call without ` +
+        `initialize answered: ${checked.join('; ')}\n`,
     )
 
-    // 1. tools/call of echo: direct, passthrough, aggregated.
+    // 1. tools/call of echo: direct, through the bare proxy, passthrough, aggregated.
     const results = new Map<string, PhaseResult>()
     const key = (mode: Mode, c: number) => `${mode} ${c}`
     for (const c of levels)
       for (const mode of MODES) {
-        const r = await phase(`${targets[mode].base}${targets[mode].path}`, scripts[mode], c, [gatehouse, upstream])
+        const r = await phase(`${targets[mode].base}${targets[mode].path}`, scripts[mode], c, [
+          gatehouse,
+          bareProxy,
+          upstream,
+        ])
         results.set(key(mode, c), r)
+        const proxy = mode === 'bareProxy' ? BARE_PROXY : 'gatehouse'
         process.stdout.write(
           phaseLine(
             LABEL[mode],
             c,
             r,
-            `gatehouse ${perRequestUs(r.cpuS.gatehouse, r.requests).toFixed(1)} µs/req, ` +
+            `${proxy} ${perRequestUs(r.cpuS[proxy], r.requests).toFixed(1)} µs/req, ` +
               `upstream ${perRequestUs(r.cpuS.upstream, r.requests).toFixed(1)} µs/req`,
           ),
         )
@@ -353,6 +384,7 @@ async function main() {
       'p50',
       'p99',
       'gatehouse CPU/req',
+      'bare proxy CPU/req',
       'upstream CPU/req',
       'wrk CPU',
       'machine busy',
@@ -369,6 +401,7 @@ async function main() {
           us(r.p50Us),
           us(r.p99Us),
           `${perRequestUs(r.cpuS.gatehouse, r.requests).toFixed(1)} µs`,
+          `${perRequestUs(r.cpuS[BARE_PROXY], r.requests).toFixed(1)} µs`,
           `${perRequestUs(r.cpuS.upstream, r.requests).toFixed(1)} µs`,
           wrkCpu(r),
           busy(r),
@@ -377,23 +410,30 @@ async function main() {
     process.stdout.write(table(header, rows, 1))
     process.stdout.write(
       `  via gateway: /mcp/servers/${SLUG} (passthrough); aggregated: /mcp, tools/call of ${AGGREGATED_TOOL}.\n` +
+        '  bare proxy: bench/bare-proxy.ts, a Bun.serve that forwards each POST to the upstream with fetch and\n' +
+        '  hands its answer back, nothing else: the least any Bun proxy costs, the ceiling of the rows after it.\n' +
         '  CPU/req: user+system time of the process over the measured run (/proc/<pid>/stat), divided by the requests\n' +
-        '  wrk completed; direct, Gatehouse is idle and its figure is its background. wrk CPU: the load generator,\n' +
-        '  in % of one core; machine busy: all cores, from /proc/stat. When the machine is busy, req/s and latency are\n' +
-        '  bounded by it; CPU/req is not.\n\n',
+        '  wrk completed; a proxy not in the path is idle and its figure is its background. wrk CPU: the load\n' +
+        '  generator, in % of one core; machine busy: all cores, from /proc/stat. When the machine is busy,\n' +
+        '  req/s and latency are bounded by it; CPU/req is not.\n\n',
     )
 
     for (const mode of ['gateway', 'aggregated'] as const)
       for (const c of levels) {
         const d = results.get(key('direct', c))!
+        const b = results.get(key('bareProxy', c))!
         const g = results.get(key(mode, c))!
         const gatehouseUs = perRequestUs(g.cpuS.gatehouse, g.requests)
         const upstreamUs = perRequestUs(g.cpuS.upstream, g.requests)
+        const bareProxyUs = perRequestUs(b.cpuS[BARE_PROXY], b.requests)
         process.stdout.write(
           `${mode} c=${c}: ${LABEL[mode]} ${int(g.rate)}/s vs direct ${int(d.rate)}/s (${(g.rate / d.rate).toFixed(2)}), ` +
             `p50 ${signed(g.p50Us - d.p50Us)} (${(g.p50Us / d.p50Us).toFixed(2)}×), ` +
             `p99 ${signed(g.p99Us - d.p99Us)} (${(g.p99Us / d.p99Us).toFixed(2)}×), ` +
-            `Gatehouse CPU per call ${gatehouseUs.toFixed(1)} µs = ${(gatehouseUs / upstreamUs).toFixed(2)}× the upstream's\n`,
+            `Gatehouse CPU per call ${gatehouseUs.toFixed(1)} µs = ${(gatehouseUs / upstreamUs).toFixed(2)}× ` +
+            `the upstream's; vs the bare proxy: CPU per call ${(gatehouseUs / bareProxyUs).toFixed(2)}× ` +
+            `its ${bareProxyUs.toFixed(1)} µs (${signedCpu(gatehouseUs - bareProxyUs)}), ` +
+            `p50 ${signed(g.p50Us - b.p50Us)}\n`,
         )
       }
     const callTargets = (mode: 'gateway' | 'aggregated', addedUs: number, cpuUs: number, what: string) => {
@@ -617,6 +657,7 @@ async function main() {
   } finally {
     if (bare) await stop(bare, { expected: EXPECTED_LOG })
     if (gatehouse) await stop(gatehouse, { expected: EXPECTED_LOG })
+    if (bareProxy) await stop(bareProxy)
     await stop(upstream)
   }
 }
