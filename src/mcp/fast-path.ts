@@ -1,3 +1,4 @@
+import { memoizedByValue } from '../http/headers.ts'
 import type { McpContext, GatehouseTool } from './tools.ts'
 import type { CallToolResult } from './transport.ts'
 
@@ -36,10 +37,11 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 }
 
 /** Both media types named outright, as the SDK requires of 2025-era clients. */
-function acceptsBoth(accept: string | null): boolean {
-  const types = (accept ?? '').split(',').map((part) => part.split(';')[0].trim().toLowerCase())
+const acceptsBothTypes = memoizedByValue((accept: string) => {
+  const types = accept.split(',').map((part) => part.split(';')[0].trim().toLowerCase())
   return types.includes('application/json') && types.includes('text/event-stream')
-}
+})
+const acceptsBoth = (accept: string | null) => acceptsBothTypes(accept ?? '')
 
 /**
  * Recognises a single stateless `tools/call` this path can answer; anything else is undefined.

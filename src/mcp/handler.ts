@@ -5,6 +5,7 @@ import { addPromptsAndResources, addUpstreams, createRelayCodec, type UpstreamSe
 import { authenticateTokenCached, bearerToken } from '../auth/auth.service.ts'
 import type { Principal } from '../auth/index.ts'
 import type { AppDeps } from '../deps.ts'
+import { memoizedByValue } from '../http/headers.ts'
 import { resourcesOf } from '../oauth/resource.ts'
 import { ALL_SCOPES, narrowScopes } from '../oauth/scope.ts'
 import {
@@ -29,12 +30,11 @@ function rpcError(status: number, code: number, message: string, headers: Record
 }
 
 /** Streamable HTTP needs a client that takes both JSON and SSE answers. */
-function acceptsMcpResponses(accept: string | null): boolean {
-  if (!accept) return false
+const acceptsMcpResponses = memoizedByValue((accept: string) => {
   const types = accept.split(',').map((part) => part.split(';')[0].trim().toLowerCase())
   const any = types.includes('*/*')
   return (any || types.includes('application/json')) && (any || types.includes('text/event-stream'))
-}
+})
 
 /** What the per-request server knows of the caller: the tools' context plus their upstreams. */
 interface EndpointContext extends McpContext {
@@ -163,7 +163,7 @@ export function createMcpRequestHandler(deps: AppDeps): (request: Request, body?
     }
     if (request.method !== 'POST') return endpoint.handle(request, auth, context)
 
-    if (!acceptsMcpResponses(request.headers.get('accept')))
+    if (!acceptsMcpResponses(request.headers.get('accept') ?? ''))
       return rpcError(406, -32000, 'Not Acceptable: the client must accept both application/json and text/event-stream')
     let body: unknown
     try {

@@ -1,14 +1,15 @@
 import type { Config } from '../config.ts'
 import { createOriginPolicy, type OriginPolicy } from '../http/cors.ts'
+import { memoizedByValue } from '../http/headers.ts'
 import { isLoopbackHostname } from '../http/loopback.ts'
 
-function hostnameOf(host: string): string | undefined {
+const isLoopbackHost = memoizedByValue((host: string) => {
   try {
-    return new URL(`http://${host}`).hostname
+    return isLoopbackHostname(new URL(`http://${host}`).hostname)
   } catch {
-    return undefined
+    return false
   }
-}
+})
 
 /** The browser origins allowed to call `/mcp` (see `createOriginPolicy`). */
 export function mcpOriginPolicy(config: Pick<Config, 'publicUrl' | 'allowedOrigins'>): OriginPolicy {
@@ -33,7 +34,7 @@ export function originAndHostCheck(
     if (origin && !allowsOrigin(origin)) return `requests from origin ${origin} are not allowed`
     if (loopback) {
       const host = request.headers.get('host')
-      if (host && !isLoopbackHostname(hostnameOf(host) ?? '')) return `host ${host} is not allowed`
+      if (host && !isLoopbackHost(host)) return `host ${host} is not allowed`
     }
     return undefined
   }
