@@ -103,7 +103,7 @@ export function createRequestHandler(deps: AppDeps, app: ReturnType<typeof creat
     return runWithRequestContext(context, async () => {
       // The runtime builds the URL from the Host header; a malformed one (a port past 65535) leaves
       // a URL nothing can parse, so it is refused here rather than failing deeper down.
-      const path = URL.canParse(request.url) ? new URL(request.url).pathname : undefined
+      const path = URL.parse(request.url)?.pathname
       let response: Response
       try {
         if (path === undefined) response = jsonError(400, { message: 'Malformed Host header' })

@@ -30,6 +30,22 @@ export type GatehouseTool = ToolDefinition<McpContext> & {
   roles?: ('owner' | 'admin')[]
 }
 
+/**
+ * The user's organization IDs, asked once per resolved principal: a cached principal lives at most
+ * the principal cache's few seconds and is dropped by any membership change in this process, so
+ * this is as fresh as the principal itself.
+ */
+const organizationIds = new WeakMap<Principal, Promise<string[]>>()
+function organizationIdsOf(deps: AppDeps, principal: Principal): Promise<string[]> {
+  let ids = organizationIds.get(principal)
+  if (!ids) {
+    ids = listOrganizationIdsOfUser(deps.db, principal.user.id)
+    organizationIds.set(principal, ids)
+    ids.catch(() => organizationIds.delete(principal))
+  }
+  return ids
+}
+
 /** Structured output plus the same JSON as text, for clients that read only text. */
 function result(structured: Record<string, unknown>): CallToolResult {
   return { content: [{ type: 'text', text: JSON.stringify(structured) }], structuredContent: structured }
@@ -86,7 +102,7 @@ const getAuthenticatedUser: GatehouseTool = {
   async run({ deps, principal }) {
     return result({
       ...userOutput(principal.user),
-      organization_ids: await listOrganizationIdsOfUser(deps.db, principal.user.id),
+      organization_ids: await organizationIdsOf(deps, principal),
     })
   },
 }

@@ -1,5 +1,6 @@
 import type { CompiledQuery, Kysely, Transaction } from 'kysely'
 import type { Database, OrganizationMemberRow, OrganizationRow } from '../db/schema.ts'
+import { principalCache } from '../auth/principal-cache.ts'
 import { usableServerCache } from '../upstreams/usable-server-cache.ts'
 
 type Db = Kysely<Database> | Transaction<Database>
@@ -80,7 +81,8 @@ export async function upsertMembership(db: Db, row: OrganizationMemberRow): Prom
     .values(row)
     .onConflict((oc) => oc.columns(['organization_id', 'user_id']).doUpdateSet({ role: row.role }))
     .execute()
-  // Which MCP servers the user may use follows their organizations.
+  // What a signed-in user may see and use follows their organizations.
+  principalCache.invalidate()
   usableServerCache.invalidate()
 }
 
@@ -90,6 +92,7 @@ export async function deleteMembership(db: Db, organizationId: string, userId: s
     .where('organization_id', '=', organizationId)
     .where('user_id', '=', userId)
     .executeTakeFirst()
+  principalCache.invalidate()
   usableServerCache.invalidate()
   return result.numDeletedRows > 0n
 }
