@@ -80,7 +80,7 @@ export function addUpstreams(
   for (const name of names) {
     const route = view.routes.get(name)!
     if (route.kind === 'connect_required' && called === 'all') continue
-    server.registerTool(name, registration(route), (args: unknown, ctx: ServerContext) =>
+    server.registerTool(name, registration(route, called === 'all'), (args: unknown, ctx: ServerContext) =>
       callRoute(serving, principal, name, route, args as Record<string, unknown>, ctx, protocolVersion),
     )
   }
@@ -89,15 +89,18 @@ export function addUpstreams(
 /** Never listed: the tool of a server the user must reconnect, known only by its name. */
 const UNLISTED = describing({ type: 'object' })
 
-function registration(route: ToolRoute) {
+/**
+ * A route as the SDK registers it. The output schema is there only to be listed: for a call it is
+ * left out, so the SDK never holds the upstream's result to it and the result passes unchanged.
+ */
+function registration(route: ToolRoute, listing: boolean) {
   if (route.kind === 'connect_required') return { inputSchema: UNLISTED }
   const { title, description, inputSchema, outputSchema, annotations, icons, _meta } = route.definition
   return {
     title,
     description,
     inputSchema: describing(inputSchema),
-    // Listed as the upstream gives it; not checked against the result, which passes unchanged.
-    ...(outputSchema ? { outputSchema: describing(outputSchema) } : {}),
+    ...(outputSchema && listing ? { outputSchema: describing(outputSchema) } : {}),
     annotations,
     icons,
     _meta,
