@@ -1,6 +1,7 @@
 import type { OutboundFetch } from '../http/outbound.ts'
 import { HOP_BY_HOP_HEADERS } from '../http/headers.ts'
 import { OutboundError } from '../http/outbound.ts'
+import { prependChunk } from '../runtime/streams.ts'
 
 /**
  * Forwarding one MCP request to an upstream, transparently (DESIGN.md, `/mcp/servers/{slug}`):
@@ -39,16 +40,7 @@ function returnedHeaders(upstream: Headers): Headers {
 export function relayResponse(upstream: Response): Response {
   const headers = returnedHeaders(upstream.headers)
   const isStream = headers.get('content-type')?.toLowerCase().startsWith('text/event-stream') ?? false
-  const body =
-    isStream && upstream.body
-      ? upstream.body.pipeThrough(
-          new TransformStream<Uint8Array, Uint8Array>({
-            start(controller) {
-              controller.enqueue(SSE_COMMENT)
-            },
-          }),
-        )
-      : upstream.body
+  const body = isStream && upstream.body ? prependChunk(SSE_COMMENT, upstream.body) : upstream.body
   return new Response(body, { status: upstream.status, statusText: upstream.statusText, headers })
 }
 
