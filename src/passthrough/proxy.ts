@@ -18,9 +18,12 @@ const UPSTREAM_PRIVATE = ['set-cookie', 'www-authenticate', 'alt-svc', 'strict-t
 
 const SSE_COMMENT = new TextEncoder().encode(': gatehouse\n\n')
 
+const NOT_FORWARDED = [...HOP_BY_HOP_HEADERS, ...CLIENT_CREDENTIALS]
+const NOT_RETURNED = [...HOP_BY_HOP_HEADERS, ...UPSTREAM_PRIVATE]
+
 export function forwardedRequestHeaders(incoming: Headers, credentials: Record<string, string>): Headers {
   const headers = new Headers(incoming)
-  for (const name of [...HOP_BY_HOP_HEADERS, ...CLIENT_CREDENTIALS]) headers.delete(name)
+  for (const name of NOT_FORWARDED) headers.delete(name)
   for (const name of [...headers.keys()]) if (name.startsWith('x-forwarded-')) headers.delete(name)
   for (const [name, value] of Object.entries(credentials)) headers.set(name, value)
   return headers
@@ -28,7 +31,7 @@ export function forwardedRequestHeaders(incoming: Headers, credentials: Record<s
 
 function returnedHeaders(upstream: Headers): Headers {
   const headers = new Headers(upstream)
-  for (const name of [...HOP_BY_HOP_HEADERS, ...UPSTREAM_PRIVATE]) headers.delete(name)
+  for (const name of NOT_RETURNED) headers.delete(name)
   return headers
 }
 
