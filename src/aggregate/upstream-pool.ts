@@ -1,5 +1,5 @@
 /**
- * Connected MCP SDK clients to upstream servers, one per (server, credential), reused across
+ * Connected MCP SDK clients to upstream servers, one per (server, user), reused across
  * requests: a 2026 upstream's discovery, a 2025 upstream's session and its event stream are set up
  * once, not per call. Everything here is a cache that any replica may lose: a dropped client is
  * connected again on the next use, and a 2025 session that the upstream forgot is started anew.
@@ -20,7 +20,15 @@ import { refreshAfterUnauthorized, UpstreamTokenError } from '../upstreams/upstr
 
 export type PoolUser = Pick<UserRow, 'id' | 'email' | 'username'>
 
-/** Whose credential a server is called with: each user's own, or one shared by all its users. */
+/**
+ * One connection per (server, user): a 2025 upstream keeps state per session, which one user's
+ * calls must never share with another's, even when they send the same credential.
+ */
+export function connectionKeyOf(server: McpServerRow, userId: string): string {
+  return `${server.id}@${server.updated_at}/${userId}`
+}
+
+/** Whose credential a server is called with (what its lists are cached by): each user's own, or one shared by all. */
 export function credentialKeyOf(server: McpServerRow, userId: string): string {
   const perUser =
     server.auth_type === 'oauth2' || server.auth_type === 'user_oidc' || server.forward_identity_headers === 1
@@ -39,8 +47,8 @@ export interface UpstreamPoolOptions {
   publicUrl: string
   /** How long one request to an upstream may take before it is abandoned. */
   requestTimeoutMs: number
-  /** An upstream said its tool, prompt or resource list changed (or its connection ended). */
-  onListChanged: (key: string) => void
+  /** An upstream said its tool, prompt or resource list changed: the credential key of its lists. */
+  onListChanged: (credentialKey: string) => void
   maxClients?: number
   idleMs?: number
 }
@@ -61,7 +69,7 @@ export class UpstreamPool {
 
   /** The connected client for this server and user's credential, connecting it when needed. */
   client(server: McpServerRow, user: PoolUser): Promise<Client> {
-    const key = credentialKeyOf(server, user.id)
+    const key = connectionKeyOf(server, user.id)
     const pooled = this.clients.get(key)
     if (pooled) {
       pooled.lastUsed = Date.now()
@@ -80,7 +88,7 @@ export class UpstreamPool {
 
   /** The fetch that carries this user's credential to this server (the SDK client's and the fast path's). */
   fetchFor(server: McpServerRow, user: PoolUser): FetchLike {
-    const key = credentialKeyOf(server, user.id)
+    const key = connectionKeyOf(server, user.id)
     let fetch = this.fetches.get(key)
     if (!fetch) {
       if (this.fetches.size >= this.maxClients) this.fetches.clear()
@@ -92,7 +100,7 @@ export class UpstreamPool {
 
   /** Closes and forgets the client of a key (after a failure, so the next use reconnects). */
   drop(server: McpServerRow, userId: string): void {
-    const key = credentialKeyOf(server, userId)
+    const key = connectionKeyOf(server, userId)
     const entry = this.clients.get(key)
     if (entry) this.forget(key, entry)
   }
@@ -134,7 +142,7 @@ export class UpstreamPool {
 
   private async connect(key: string, server: McpServerRow, user: PoolUser): Promise<Client> {
     const { deps, onListChanged } = this.options
-    const changed = () => onListChanged(key)
+    const changed = () => onListChanged(credentialKeyOf(server, user.id))
     const client = new Client(
       { name: 'gatehouse', version: this.options.version },
       {

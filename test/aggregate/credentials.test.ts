@@ -174,14 +174,19 @@ describe.each(KINDS)('a %s upstream', (...kind) => {
 })
 
 describe('a 2025-era session-based upstream', () => {
-  it('keeps one upstream session for a shared credential across calls and clients', async () => {
+  it('keeps one upstream session per user across calls, never sharing one between users', async () => {
     const { slug, upstream } = await registered(KINDS[1], {
       auth_type: 'api_key',
       api_key_header: 'X-Api-Key',
       api_key_value: 'shared',
     })
-    for (const account of [gatehouse.owner, alice, gatehouse.owner]) await whoami(account, slug)
-    expect(upstream.calls.length).toBe(3)
-    expect(upstream.sessionCount).toBe(1)
+    for (const account of [gatehouse.owner, alice, gatehouse.owner, alice]) await whoami(account, slug)
+    expect(upstream.calls.length).toBe(4)
+    const sessions = upstream.calls.map((call) => call.headers.get('mcp-session-id'))
+    expect(sessions[0]).toBeString()
+    expect(sessions[2]).toBe(sessions[0])
+    expect(sessions[3]).toBe(sessions[1])
+    expect(sessions[1]).not.toBe(sessions[0])
+    expect(upstream.sessionCount).toBe(2)
   })
 })
