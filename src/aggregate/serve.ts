@@ -208,7 +208,7 @@ async function callRoute(
 export function addPromptsAndResources(server: McpServer, serving: UpstreamServing, principal: Principal): void {
   const low = server.server
   const { aggregator } = serving
-  low.registerCapabilities({ prompts: { listChanged: true }, resources: { listChanged: true } })
+  low.registerCapabilities({ prompts: { listChanged: true }, resources: { listChanged: true }, completions: {} })
   low.setRequestHandler('prompts/list', async () => ({ prompts: (await aggregator.prompts(principal)).prompts }))
   low.setRequestHandler('prompts/get', async (request, ctx) => {
     const route = (await aggregator.prompts(principal)).routes.get(request.params.name)
@@ -216,6 +216,29 @@ export function addPromptsAndResources(server: McpServer, serving: UpstreamServi
     const [upstream, name] = route
     return upstreamCall(serving, upstream, principal, ctx, (client) =>
       client.getPrompt({ name, arguments: request.params.arguments }, { signal: ctx.mcpReq.signal }),
+    )
+  })
+  // Argument completion, for a prompt or a resource template, asked of the server it belongs to.
+  low.setRequestHandler('completion/complete', async (request, ctx) => {
+    const { ref, argument, context } = request.params
+    let target: [McpServerRow, typeof ref] | undefined
+    if (ref.type === 'ref/prompt') {
+      const route = (await aggregator.prompts(principal)).routes.get(ref.name)
+      if (route) target = [route[0], { ...ref, name: route[1] }]
+    } else {
+      const unwrapped = unwrapResourceUri(ref.uri)
+      const upstream = unwrapped ? await aggregator.readyServer(principal, unwrapped.slug) : undefined
+      if (upstream && unwrapped) target = [upstream, { ...ref, uri: unwrapped.uri }]
+    }
+    if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, 'Nothing to complete for this reference')
+    const [upstream, upstreamRef] = target
+    return upstreamCall(serving, upstream, principal, ctx, async (client) =>
+      client.getServerCapabilities()?.completions
+        ? client.complete(
+            { ref: upstreamRef, argument, ...(context ? { context } : {}) },
+            { signal: ctx.mcpReq.signal },
+          )
+        : { completion: { values: [] } },
     )
   })
   low.setRequestHandler('resources/list', async () => ({ resources: await aggregator.resources(principal) }))
