@@ -1,3 +1,4 @@
+import { closeAggregator } from '../src/aggregate/index.ts'
 import { treaty } from '@elysia/eden'
 import pg from 'pg'
 import { createApp } from '../src/app.ts'
@@ -52,6 +53,7 @@ export async function setup(overrides: Partial<Config> = {}, logger: Logger = si
     db: deps.db,
     config,
     async close() {
+      await closeAggregator(deps)
       await deps.db.destroy()
       await database.drop()
     },
