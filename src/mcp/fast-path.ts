@@ -147,15 +147,46 @@ export function listedTool(tool: GatehouseTool): Record<string, unknown> {
   }
 }
 
-/** `tools/list` answered from pre-serialised tools (`toolsJson`: the array's members, comma-separated). */
-export function answerToolsList(call: ListCall, toolsJson: string, serverInfo: { name: string; version: string }) {
-  const id = JSON.stringify(call.id)
-  if (call.era === 'modern')
-    return new Response(
-      `{"result":{"tools":[${toolsJson}],"resultType":"complete","ttlMs":0,"cacheScope":"private","_meta":{"io.modelcontextprotocol/serverInfo":${JSON.stringify(serverInfo)}}},"jsonrpc":"2.0","id":${id}}`,
-      { headers: { 'content-type': 'application/json' } },
-    )
-  return sseMessage(`{"result":{"tools":[${toolsJson}]},"jsonrpc":"2.0","id":${id}}`)
+/** A `tools/list` answer in one era, encoded once, around the place of the request's id. */
+export interface ListAnswerParts {
+  era: 'legacy' | 'modern'
+  before: Uint8Array<ArrayBuffer>
+  after: Uint8Array<ArrayBuffer>
+}
+
+const encoder = new TextEncoder()
+
+/**
+ * Encodes the answer to `tools/list` for pre-serialised tools (`toolsJson`: the array's members,
+ * comma-separated), once per list and era: a list of hundreds of tools is a large string, and
+ * building and encoding it again for every request is most of what a warm list costs.
+ */
+export function toolsListParts(
+  era: 'legacy' | 'modern',
+  toolsJson: string,
+  serverInfo: { name: string; version: string },
+): ListAnswerParts {
+  const [before, after] =
+    era === 'modern'
+      ? [
+          `{"result":{"tools":[${toolsJson}],"resultType":"complete","ttlMs":0,"cacheScope":"private","_meta":{"io.modelcontextprotocol/serverInfo":${JSON.stringify(serverInfo)}}},"jsonrpc":"2.0","id":`,
+          '}',
+        ]
+      : [`event: message\ndata: {"result":{"tools":[${toolsJson}]},"jsonrpc":"2.0","id":`, '}\n\n']
+  return { era, before: encoder.encode(before), after: encoder.encode(after) }
+}
+
+/** `tools/list` answered from its encoded parts, as the SDK answers it. */
+export function answerToolsList(call: ListCall, parts: ListAnswerParts): Response {
+  const body = new Blob([parts.before, JSON.stringify(call.id), parts.after])
+  if (call.era === 'modern') return new Response(body, { headers: { 'content-type': 'application/json' } })
+  return new Response(body, {
+    headers: {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache, no-transform',
+      'x-accel-buffering': 'no',
+    },
+  })
 }
 
 /** One JSON-RPC message as the SDK answers a 2025-era POST: a one-event SSE stream. */

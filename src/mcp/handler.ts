@@ -11,6 +11,8 @@ import { ALL_SCOPES, narrowScopes } from '../oauth/scope.ts'
 import {
   answerToolCall,
   answerToolsList,
+  type ListAnswerParts,
+  toolsListParts,
   listedTool,
   recogniseToolCall,
   recogniseToolsList,
@@ -115,6 +117,20 @@ export function createMcpRequestHandler(deps: AppDeps): (request: Request, body?
       .map((tool) => JSON.stringify(listedTool(tool)))
       .join(','),
   }
+  /** Each view's `tools/list` answers, encoded once per role and era (a new view has new ones). */
+  const listParts = new WeakMap<UserView, Map<string, ListAnswerParts>>()
+  function listPartsOf(view: UserView, role: 'owner' | 'admin' | 'member', era: 'legacy' | 'modern') {
+    let byRole = listParts.get(view)
+    if (!byRole) listParts.set(view, (byRole = new Map()))
+    const key = `${role} ${era}`
+    let parts = byRole.get(key)
+    if (!parts) {
+      const own = ownToolsJson[role]
+      parts = toolsListParts(era, view.toolsJson ? `${own},${view.toolsJson}` : own, SERVER_INFO)
+      byRole.set(key, parts)
+    }
+    return parts
+  }
   const fastCall = {
     publicUrl: config.publicUrl,
     aggregator,
@@ -185,11 +201,7 @@ export function createMcpRequestHandler(deps: AppDeps): (request: Request, body?
       if (forwarded) return forwarded
     }
     const list = config.mcpFastPath && !call ? recogniseToolsList(request.headers, body) : undefined
-    if (list) {
-      const upstream = (await aggregator.view(principal)).toolsJson
-      const own = ownToolsJson[principal.user.role]
-      return answerToolsList(list, upstream ? `${own},${upstream}` : own, SERVER_INFO)
-    }
+    if (list) return answerToolsList(list, listPartsOf(await aggregator.view(principal), principal.user.role, list.era))
     const called = upstreamNeeds(body)
     if (called !== undefined)
       context.upstreams = {
