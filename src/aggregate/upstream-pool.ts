@@ -16,7 +16,7 @@ import { AjvJsonSchemaValidator } from '@modelcontextprotocol/client/validators/
 import type { McpServerRow, UserRow } from '../db/schema.ts'
 import type { OutboundFetch } from '../http/outbound.ts'
 import { type CredentialDeps, upstreamHeaders } from '../upstreams/credentials.ts'
-import { refreshAfterUnauthorized, UpstreamTokenError } from '../upstreams/upstream-tokens.ts'
+import { sendWithRefresh, UpstreamTokenError } from '../upstreams/upstream-tokens.ts'
 
 export type PoolUser = Pick<UserRow, 'id' | 'email' | 'username'>
 
@@ -215,22 +215,12 @@ async function closeClient(client: Promise<Client>): Promise<void> {
  * guard. A 401 from an oauth2 upstream refreshes the user's token once and sends the request again.
  */
 function credentialFetch(deps: CredentialDeps, fetch: OutboundFetch, server: McpServerRow, user: PoolUser): FetchLike {
-  return async (input, init) => {
-    const credentials = await upstreamHeaders(deps, server, user)
-    const send = (extra: Record<string, string>) => {
+  return async (input, init) =>
+    sendWithRefresh(deps, server, user.id, await upstreamHeaders(deps, server, user), (credentials) => {
       const headers = new Headers(init?.headers)
-      for (const [name, value] of Object.entries(extra)) headers.set(name, value)
+      for (const [name, value] of Object.entries(credentials)) headers.set(name, value)
       return fetch(input, { ...init, headers })
-    }
-    const response = await send(credentials)
-    if (response.status !== 401 || server.auth_type !== 'oauth2') return response
-    await response.body?.cancel().catch(() => {})
-    const rejected = credentials.authorization?.replace(/^Bearer /, '') ?? ''
-    const renewed = await refreshAfterUnauthorized(deps, server, user.id, rejected)
-    if (!renewed)
-      throw new UpstreamTokenError('needs_reauth', `${server.display_name} refused your sign-in; reconnect it`)
-    return send({ ...credentials, authorization: `Bearer ${renewed}` })
-  }
+    })
 }
 
 /** Why a 2025 upstream's request for input in the middle of a call cannot reach the caller, and where it can. */

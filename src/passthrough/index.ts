@@ -9,7 +9,7 @@ import { mcpOriginPolicy, originAndHostCheck } from '../mcp/origin.ts'
 import { CORS_HEADERS, preflight } from '../oauth/http.ts'
 import { resourcesOf } from '../oauth/resource.ts'
 import { upstreamHeaders } from '../upstreams/credentials.ts'
-import { refreshAfterUnauthorized, UpstreamTokenError } from '../upstreams/upstream-tokens.ts'
+import { sendWithRefresh, UpstreamTokenError } from '../upstreams/upstream-tokens.ts'
 import { findUsableServerBySlug } from '../upstreams/upstream.service.ts'
 import { usableServerCache } from '../upstreams/usable-server-cache.ts'
 import { forward, forwardedRequestHeaders, relayResponse, UpstreamUnavailable } from './proxy.ts'
@@ -156,25 +156,12 @@ export function createPassthrough(deps: AppDeps): Passthrough {
       )
     let upstream: Response
     try {
-      upstream = await send(credentials)
-      // A token the upstream refused (revoked, rotated elsewhere): refresh once and try again.
-      if (upstream.status === 401 && server.auth_type === 'oauth2') {
-        await upstream.body?.cancel().catch(() => {})
-        const rejected = credentials.authorization?.replace(/^Bearer /, '') ?? ''
-        const renewed = await refreshAfterUnauthorized(deps, server, principal.user.id, rejected)
-        if (!renewed) {
-          account('connect_required', 403)
-          return connectRequired(
-            request,
-            server.id,
-            server.display_name,
-            `reconnect ${server.display_name}: it refused your sign-in`,
-            requestIdOf(body),
-          )
-        }
-        upstream = await send({ ...credentials, authorization: `Bearer ${renewed}` })
-      }
+      upstream = await sendWithRefresh(deps, server, principal.user.id, credentials, send)
     } catch (error) {
+      if (error instanceof UpstreamTokenError) {
+        account('connect_required', 403)
+        return connectRequired(request, server.id, server.display_name, error.message, requestIdOf(body))
+      }
       if (error instanceof UpstreamUnavailable) {
         account('unavailable', error.status)
         return rpcError(error.status, -32000, error.message, { id: requestIdOf(body) })

@@ -117,6 +117,29 @@ export async function refreshAfterUnauthorized(
   }
 }
 
+/**
+ * Sends one request to an upstream with the user's credential headers. When an oauth2 upstream
+ * answers 401 to a token that still looked valid (revoked, rotated elsewhere), the token is
+ * refreshed once and the request sent again; when no renewed token can be had, this throws
+ * `UpstreamTokenError('needs_reauth')`. The passthrough and the aggregated `/mcp` both send this way.
+ */
+export async function sendWithRefresh(
+  deps: UpstreamDeps,
+  server: McpServerRow,
+  userId: string,
+  credentials: Record<string, string>,
+  send: (credentials: Record<string, string>) => Promise<Response>,
+): Promise<Response> {
+  const response = await send(credentials)
+  if (response.status !== 401 || server.auth_type !== 'oauth2') return response
+  await response.body?.cancel().catch(() => {})
+  const rejected = credentials.authorization?.replace(/^Bearer /, '') ?? ''
+  const renewed = await refreshAfterUnauthorized(deps, server, userId, rejected)
+  if (!renewed)
+    throw new UpstreamTokenError('needs_reauth', `reconnect ${server.display_name}: it refused your sign-in`)
+  return send({ ...credentials, authorization: `Bearer ${renewed}` })
+}
+
 /** One refresh per (server, user): shared in this process, a lease across processes. */
 function refreshShared(deps: UpstreamDeps, server: McpServerRow, token: McpServerUserTokenRow) {
   return shareInFlight(inFlight, `${server.id}/${token.user_id}`, async () => {
