@@ -46,6 +46,12 @@ export interface UserView {
   toolsJson: string
 }
 
+interface CachedServers {
+  servers: Promise<AggregatedServer[]>
+  expiresAt: number
+  generation: number
+}
+
 interface CachedView {
   view: Promise<UserView>
   expiresAt: number
@@ -57,6 +63,7 @@ export class Aggregator {
   readonly pool: UpstreamPool
   private readonly lists = new ListCache()
   private readonly views = new Map<string, CachedView>()
+  private readonly serverSets = new Map<string, CachedServers>()
   private generation = 0
   private readonly listeners = new Set<() => void>()
   private readonly unsubscribe: () => void
@@ -84,6 +91,7 @@ export class Aggregator {
     this.unsubscribe = usableServerCache.onInvalidate((change) => {
       this.generation++
       this.views.clear()
+      this.serverSets.clear()
       // A server's edit concerns every connection to it; a user's (re)connection, theirs only.
       if (change.serverId) {
         const server = `${change.serverId}@`
@@ -105,6 +113,24 @@ export class Aggregator {
   async close(): Promise<void> {
     this.unsubscribe()
     await this.pool.close()
+  }
+
+  /**
+   * The servers of the user's `/mcp` and whether each is ready or must be connected: the database's
+   * part of the view, for what needs no tool list (initialize, prompts, resources).
+   */
+  servers(principal: Principal): Promise<AggregatedServer[]> {
+    const now = Date.now()
+    const cached = this.serverSets.get(principal.user.id)
+    if (cached && cached.expiresAt > now && cached.generation === this.generation) return cached.servers
+    const servers = aggregatedServers(this.deps, principal)
+    const entry = { servers, expiresAt: now + VIEW_TTL_MS, generation: this.generation }
+    if (this.serverSets.size >= 10_000) this.serverSets.clear()
+    this.serverSets.set(principal.user.id, entry)
+    servers.catch(() => {
+      if (this.serverSets.get(principal.user.id) === entry) this.serverSets.delete(principal.user.id)
+    })
+    return servers
   }
 
   /** The user's aggregated tools and their routes. */
@@ -168,8 +194,7 @@ export class Aggregator {
 
   /** A ready server of the user's `/mcp` by slug (for routing resources). */
   async readyServer(principal: Principal, slug: string): Promise<McpServerRow | undefined> {
-    const { servers } = await this.view(principal)
-    return servers.find((entry) => entry.status === 'ready' && entry.row.slug === slug)?.row
+    return (await this.servers(principal)).find((entry) => entry.status === 'ready' && entry.row.slug === slug)?.row
   }
 
   connectLink(server: McpServerRow): string {
@@ -186,30 +211,29 @@ export class Aggregator {
   }
 
   private async buildView(principal: Principal): Promise<UserView> {
-    const servers = await aggregatedServers(this.deps, principal)
+    const servers = await this.servers(principal)
     const ready = servers.filter((entry) => entry.status === 'ready').map((entry) => entry.row)
     const lists = new Map(await this.listEach(principal, ready, 'tools'))
     const tools: Tool[] = []
     const routes = new Map<string, ToolRoute>()
     for (const { row: server, status } of servers) {
+      const passes = policyOf(server)
       if (status === 'connect') {
         const name = connectToolName(server.slug)
         const definition = connectTool(name, server)
         routes.set(name, { kind: 'connect', server, definition })
         tools.push(definition)
         // Tools known from before the user's sign-in lapsed ask them to reconnect when called.
-        for (const tool of this.lastKnown(server, principal) ?? [])
-          if (passesPolicy(server, tool.name) && !routes.has(exposedName(server.slug, tool.name)))
-            routes.set(exposedName(server.slug, tool.name), {
-              kind: 'connect_required',
-              server,
-              upstreamName: tool.name,
-            })
+        for (const tool of this.lastKnown(server, principal) ?? []) {
+          const exposed = exposedName(server.slug, tool.name)
+          if (passes(tool.name) && !routes.has(exposed))
+            routes.set(exposed, { kind: 'connect_required', server, upstreamName: tool.name })
+        }
         continue
       }
       const upstreamTools = (lists.get(server) as Tool[] | undefined) ?? []
       for (const tool of upstreamTools) {
-        if (typeof tool?.name !== 'string' || !passesPolicy(server, tool.name)) continue
+        if (typeof tool?.name !== 'string' || !passes(tool.name)) continue
         const name = exposedName(server.slug, tool.name)
         if (routes.has(name)) continue
         const definition = { ...tool, name, title: `${tool.title ?? tool.name} (${server.display_name})` }
@@ -226,8 +250,7 @@ export class Aggregator {
   }
 
   private async listAll(principal: Principal, kind: ListKind): Promise<[McpServerRow, unknown[]][]> {
-    const { servers } = await this.view(principal)
-    const ready = servers.filter((entry) => entry.status === 'ready').map((entry) => entry.row)
+    const ready = (await this.servers(principal)).filter((entry) => entry.status === 'ready').map((entry) => entry.row)
     return this.listEach(principal, ready, kind)
   }
 
@@ -296,8 +319,11 @@ export class Aggregator {
   }
 }
 
-function passesPolicy(server: McpServerRow, name: string): boolean {
-  return passesLists(name, JSON.parse(server.tool_allow_list), JSON.parse(server.tool_deny_list))
+/** Whether a server's allow and deny lists let a tool through, the lists read once. */
+function policyOf(server: McpServerRow): (name: string) => boolean {
+  const allow: string[] = JSON.parse(server.tool_allow_list)
+  const deny: string[] = JSON.parse(server.tool_deny_list)
+  return (name) => passesLists(name, allow, deny)
 }
 
 function connectTool(name: string, server: McpServerRow): Tool {

@@ -1,4 +1,5 @@
 import type { UserView } from '../aggregate/aggregator.ts'
+import type { AggregatedServer } from '../upstreams/upstream.service.ts'
 import { forwardToolCall } from '../aggregate/fast-call.ts'
 import { aggregatorOf, GATEHOUSE_VERSION } from '../aggregate/index.ts'
 import { addPromptsAndResources, addUpstreams, createRelayCodec, type UpstreamServing } from '../aggregate/serve.ts'
@@ -40,7 +41,13 @@ const acceptsMcpResponses = memoizedByValue((accept: string) => {
 
 /** What the per-request server knows of the caller: the tools' context plus their upstreams. */
 interface EndpointContext extends McpContext {
-  upstreams?: { view: UserView; called: string[] | 'all'; protocolVersion: string | null }
+  /** `view` only when the request lists or calls upstream tools; `servers` decides the capabilities. */
+  upstreams?: {
+    servers: AggregatedServer[]
+    view?: UserView
+    called: string[] | 'all'
+    protocolVersion: string | null
+  }
 }
 
 /** Methods answered without the user's upstreams: no need to assemble their lists. */
@@ -97,8 +104,9 @@ export function createMcpRequestHandler(deps: AppDeps): (request: Request, body?
     toolsFor: (context) => toolsForRole(context.principal.user.role),
     extend: (server, context) => {
       const upstreams = context.upstreams
-      if (!upstreams || upstreams.view.servers.length === 0) return
-      addUpstreams(server, serving, context.principal, upstreams.view, upstreams.called, upstreams.protocolVersion)
+      if (!upstreams || upstreams.servers.length === 0) return
+      if (upstreams.view)
+        addUpstreams(server, serving, context.principal, upstreams.view, upstreams.called, upstreams.protocolVersion)
       addPromptsAndResources(server, serving, context.principal)
     },
     verifyRequestState: codec.verify,
@@ -205,7 +213,8 @@ export function createMcpRequestHandler(deps: AppDeps): (request: Request, body?
     const called = upstreamNeeds(body)
     if (called !== undefined)
       context.upstreams = {
-        view: await aggregator.view(principal),
+        servers: await aggregator.servers(principal),
+        view: called === 'all' || called.length > 0 ? await aggregator.view(principal) : undefined,
         called,
         protocolVersion: request.headers.get('mcp-protocol-version'),
       }
