@@ -142,6 +142,41 @@ describe('an oauth2 server the user has not connected', () => {
     expect(textOf(result)).toContain(`${gatehouse.publicUrl}/connections?connect=${server.id}`)
   })
 
+  it('answers a 2025-11-25 client’s call with the URL-elicitation-required error carrying the link', async () => {
+    const { server } = await revokedConnection('revoked-elicit')
+    const link = `${gatehouse.publicUrl}/connections?connect=${server.id}`
+    // The first call finds the sign-in revoked; the second is routed to a server the user must reconnect.
+    for (const id of [1, 2]) {
+      const response = await fetch(`${gatehouse.publicUrl}/mcp`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${alice.token}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'mcp-protocol-version': '2025-11-25',
+        },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id,
+          method: 'tools/call',
+          params: { name: 'revoked-elicit__echo', arguments: { text: 'after' } },
+        }),
+        signal: AbortSignal.timeout(10_000),
+      })
+      expect(response.status).toBe(200)
+      const text = await response.text()
+      const message = JSON.parse(
+        text
+          .split('\n')
+          .find((line) => line.startsWith('data:'))!
+          .slice(5),
+      )
+      expect(message.id).toBe(id)
+      expect(message.error.code).toBe(-32042)
+      expect(message.error.data.elicitations[0]).toMatchObject({ mode: 'url', url: link })
+    }
+  })
+
   it('lists the connect tool again at the next tools/list once a call found the sign-in revoked', async () => {
     const { server, client } = await revokedConnection('revoked-list')
     await client.callTool({ name: 'revoked-list__echo', arguments: { text: 'after' } })
