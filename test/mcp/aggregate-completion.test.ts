@@ -1,9 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
-import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client'
 import { createMcpHandler, Server } from '@modelcontextprotocol/server'
-import { findFreePort } from '../fixtures/cli-process.ts'
-import { remote } from '../fixtures/http.ts'
-import { bootstrapOwner, startTestServer } from '../setup.ts'
+import { type AggregateGatehouse, startAggregateGatehouse } from '../fixtures/aggregate.ts'
 
 const COLORS = ['red', 'green', 'blue', 'rose']
 
@@ -47,41 +44,23 @@ function startCompletingUpstream() {
 }
 
 describe('argument completion through /mcp', () => {
-  let gatehouse: Awaited<ReturnType<typeof startTestServer>>
-  let owner: { id: string; token: string }
+  let gatehouse: AggregateGatehouse
   let upstream: ReturnType<typeof startCompletingUpstream>
 
   beforeAll(async () => {
-    const port = await findFreePort()
-    gatehouse = await startTestServer({ port, publicUrl: `http://127.0.0.1:${port}`, outboundAllowPrivate: true })
-    owner = await bootstrapOwner(remote(gatehouse.url))
+    gatehouse = await startAggregateGatehouse()
     upstream = startCompletingUpstream()
-    const created = await fetch(`${gatehouse.url}/api/v1/mcp/servers`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${owner.token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({
-        display_name: 'Paint',
-        slug: 'paint',
-        url: upstream.url,
-        enabled: true,
-        availability: 'default_on',
-      }),
-    })
-    expect(created.status).toBe(201)
+    await gatehouse.register('paint', { display_name: 'Paint', url: upstream.url, availability: 'default_on' })
   })
   afterAll(async () => {
+    await gatehouse.closeClients()
     await upstream.close()
     await gatehouse.close()
   })
 
   for (const mode of ['legacy', 'auto'] as const)
     it(`completes a prompt's and a template's arguments from the upstream (${mode} client)`, async () => {
-      const client = new Client({ name: 'completer', version: '1.0.0' }, { versionNegotiation: { mode } })
-      await client.connect(
-        new StreamableHTTPClientTransport(new URL(`${gatehouse.url}/mcp`), {
-          requestInit: { headers: { authorization: `Bearer ${owner.token}` } },
-        }),
-      )
+      const client = await gatehouse.mcp(gatehouse.owner.token, { era: mode === 'auto' ? 'modern' : 'legacy' })
       try {
         expect(client.getServerCapabilities()?.completions).toBeDefined()
         expect((await client.listPrompts()).prompts.map((prompt) => prompt.name)).toEqual(['paint__pick'])

@@ -1,9 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { createApp } from '../../src/app.ts'
-import { findFreePort } from '../fixtures/cli-process.ts'
-import { remote } from '../fixtures/http.ts'
+import { type Account, type AggregateGatehouse, startAggregateGatehouse } from '../fixtures/aggregate.ts'
 import { startV1SessionMcpServer, startV2McpServer, type FixtureTool } from '../fixtures/upstreams.ts'
-import { bootstrapOwner, startTestServer } from '../setup.ts'
 
 const TOOLS: FixtureTool[] = [
   {
@@ -36,30 +34,20 @@ const TOOLS: FixtureTool[] = [
  * JSON, in both eras, for 2026 and 2025 (session) upstreams.
  */
 describe('the aggregated tools/call fast path', () => {
-  let gatehouse: Awaited<ReturnType<typeof startTestServer>>
+  let gatehouse: AggregateGatehouse
   let sdkOnly: ReturnType<typeof createApp>
-  let owner: { id: string; token: string }
+  let owner: Account
   const upstreams: { close(): Promise<void> }[] = []
 
   beforeAll(async () => {
-    const port = await findFreePort()
-    gatehouse = await startTestServer({ port, publicUrl: `http://127.0.0.1:${port}`, outboundAllowPrivate: true })
-    owner = await bootstrapOwner(remote(gatehouse.url))
+    gatehouse = await startAggregateGatehouse()
+    owner = gatehouse.owner
     sdkOnly = createApp({ ...gatehouse.deps, config: { ...gatehouse.deps.config, mcpFastPath: false } })
     const modern = await startV2McpServer({ tools: TOOLS })
     const legacy = await startV1SessionMcpServer({ tools: TOOLS })
     upstreams.push(modern, legacy)
-    for (const [slug, url] of [
-      ['modern', modern.url],
-      ['legacy', legacy.url],
-    ]) {
-      const response = await fetch(`${gatehouse.url}/api/v1/mcp/servers`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${owner.token}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ display_name: slug, slug, url, enabled: true, availability: 'default_on' }),
-      })
-      expect(response.status).toBe(201)
-    }
+    await gatehouse.register('modern', { url: modern.url, availability: 'default_on' })
+    await gatehouse.register('legacy', { url: legacy.url, availability: 'default_on' })
   })
   afterAll(async () => {
     await Promise.all(upstreams.map((upstream) => upstream.close()))
@@ -178,18 +166,7 @@ describe('the aggregated tools/call fast path', () => {
 
   it('answers a stopped upstream’s tool with a tool error naming the server, not an HTTP error', async () => {
     const doomed = await startV2McpServer({ tools: TOOLS })
-    const response = await fetch(`${gatehouse.url}/api/v1/mcp/servers`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${owner.token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({
-        display_name: 'Doomed',
-        slug: 'doomed',
-        url: doomed.url,
-        enabled: true,
-        availability: 'default_on',
-      }),
-    })
-    expect(response.status).toBe(201)
+    await gatehouse.register('doomed', { display_name: 'Doomed', url: doomed.url, availability: 'default_on' })
     expect((await both(() => call('2026-07-28', 'doomed__echo', { text: 'a' }))).fast.status).toBe(200)
     await doomed.close()
     const { fast } = await both(() => call('2026-07-28', 'doomed__echo', { text: 'b' }))

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'bun:test'
 import { bootstrapOwner, createUserAndLogin, setup, type TestContext } from '../setup.ts'
+import { MCP_HEADERS, readRaw, toolCall } from './support-mcp-server.ts'
 
 /** get_authenticated_user's organization IDs follow a membership change at once, though they are cached. */
 describe('get_authenticated_user and memberships', () => {
@@ -15,23 +16,11 @@ describe('get_authenticated_user and memberships', () => {
     const response = await ctx.app.handle(
       new Request('http://localhost:3000/mcp', {
         method: 'POST',
-        headers: {
-          host: 'localhost:3000',
-          authorization: `Bearer ${token}`,
-          'content-type': 'application/json',
-          accept: 'application/json, text/event-stream',
-          'mcp-protocol-version': '2025-06-18',
-        },
-        body: JSON.stringify({
-          jsonrpc: '2.0',
-          id: 1,
-          method: 'tools/call',
-          params: { name: 'get_authenticated_user', arguments: {} },
-        }),
+        headers: { ...MCP_HEADERS, host: 'localhost:3000', authorization: `Bearer ${token}` },
+        body: JSON.stringify(toolCall('get_authenticated_user')),
       }),
     )
-    const event = (await response.text()).split('\n')[1].slice('data: '.length)
-    return JSON.parse(event).result.structuredContent.organization_ids
+    return (await readRaw(response)).body.result.structuredContent.organization_ids
   }
 
   async function api(method: string, path: string, body?: unknown) {

@@ -1,19 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
-import { findFreePort } from '../fixtures/cli-process.ts'
-import { remote } from '../fixtures/http.ts'
+import { type AggregateGatehouse, startAggregateGatehouse } from '../fixtures/aggregate.ts'
 import { startOAuthServer, startV2McpServer } from '../fixtures/upstreams.ts'
-import { bootstrapOwner, createUserAndLogin, startTestServer } from '../setup.ts'
 
 /** `GET /api/v1/mcp/servers/{id}/tools`: what an admin writes allow and deny lists from. */
 describe('the tool policy view of an MCP server', () => {
-  let gatehouse: Awaited<ReturnType<typeof startTestServer>>
-  let owner: { id: string; token: string }
+  let gatehouse: AggregateGatehouse
   let upstream: Awaited<ReturnType<typeof startV2McpServer>>
 
   beforeAll(async () => {
-    const port = await findFreePort()
-    gatehouse = await startTestServer({ port, publicUrl: `http://127.0.0.1:${port}`, outboundAllowPrivate: true })
-    owner = await bootstrapOwner(remote(gatehouse.url))
+    gatehouse = await startAggregateGatehouse()
     upstream = await startV2McpServer({
       tools: [
         {
@@ -32,24 +27,19 @@ describe('the tool policy view of an MCP server', () => {
     await gatehouse.close()
   })
 
-  async function api(method: string, path: string, token: string, body?: unknown) {
-    const response = await fetch(`${gatehouse.url}/api/v1${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    })
-    return { status: response.status, body: await response.json().catch(() => undefined) }
-  }
+  const api = (method: string, path: string, token: string, body?: unknown) =>
+    gatehouse.api(method, `/api/v1${path}`, body, token)
+  const ownerToken = () => gatehouse.owner.token
 
   it('lists the upstream’s tools with their /mcp names and whether the lists let them through', async () => {
-    const created = await api('POST', '/mcp/servers', owner.token, {
+    const created = await api('POST', '/mcp/servers', ownerToken(), {
       display_name: 'Tracker',
       slug: 'tracker',
       url: upstream.url,
       tool_deny_list: ['admin_*'],
     })
     expect(created.status).toBe(201)
-    const policy = await api('GET', `/mcp/servers/${created.body.id}/tools`, owner.token)
+    const policy = await api('GET', `/mcp/servers/${created.body.id}/tools`, ownerToken())
     expect(policy.status).toBe(200)
     expect(policy.body.tool_deny_list).toEqual(['admin_*'])
     const byName = new Map(policy.body.tools.map((tool: { name: string }) => [tool.name, tool]))
@@ -64,8 +54,8 @@ describe('the tool policy view of an MCP server', () => {
     expect(long.mcp_name).toMatch(/^tracker__x+_[0-9a-f]{6}$/)
 
     // Narrowing to an allow list changes the answer at once.
-    await api('PATCH', `/mcp/servers/${created.body.id}`, owner.token, { tool_allow_list: ['ech*'] })
-    const narrowed = await api('GET', `/mcp/servers/${created.body.id}/tools`, owner.token)
+    await api('PATCH', `/mcp/servers/${created.body.id}`, ownerToken(), { tool_allow_list: ['ech*'] })
+    const narrowed = await api('GET', `/mcp/servers/${created.body.id}/tools`, ownerToken())
     expect(
       narrowed.body.tools
         .filter((tool: { allowed: boolean }) => tool.allowed)
@@ -74,38 +64,38 @@ describe('the tool policy view of an MCP server', () => {
   })
 
   it('is for the organization’s admins: a member is refused', async () => {
-    const created = await api('POST', '/mcp/servers', owner.token, {
+    const created = await api('POST', '/mcp/servers', ownerToken(), {
       display_name: 'Members',
       slug: 'members-see',
       url: upstream.url,
       enabled: true,
     })
-    const member = await createUserAndLogin(remote(gatehouse.url), owner.token, 'policy-member')
+    const member = await gatehouse.createUser('policy-member')
     const refused = await api('GET', `/mcp/servers/${created.body.id}/tools`, member.token)
     expect(refused.status).toBe(403)
     expect(refused.body.message).toContain('admin')
-    expect((await api('GET', '/mcp/servers/no-such-id/tools', owner.token)).status).toBe(404)
+    expect((await api('GET', '/mcp/servers/no-such-id/tools', ownerToken())).status).toBe(404)
   })
 
   it('answers 502 naming the server when the upstream does not answer, and 409 for an oauth2 server not connected', async () => {
     const gone = await startV2McpServer()
-    const down = await api('POST', '/mcp/servers', owner.token, { display_name: 'Gone', slug: 'gone', url: gone.url })
+    const down = await api('POST', '/mcp/servers', ownerToken(), { display_name: 'Gone', slug: 'gone', url: gone.url })
     await gone.close()
-    const failed = await api('GET', `/mcp/servers/${down.body.id}/tools`, owner.token)
+    const failed = await api('GET', `/mcp/servers/${down.body.id}/tools`, ownerToken())
     expect(failed.status).toBe(502)
     expect(failed.body.message).toContain('Gone did not list its tools')
 
     const as = await startOAuthServer()
     const protectedUpstream = await startV2McpServer({ protectedBy: as.protect() })
     try {
-      const oauth = await api('POST', '/mcp/servers', owner.token, {
+      const oauth = await api('POST', '/mcp/servers', ownerToken(), {
         display_name: 'Linear',
         slug: 'linear-policy',
         url: protectedUpstream.url,
         auth_type: 'oauth2',
       })
       expect(oauth.status).toBe(201)
-      const unconnected = await api('GET', `/mcp/servers/${oauth.body.id}/tools`, owner.token)
+      const unconnected = await api('GET', `/mcp/servers/${oauth.body.id}/tools`, ownerToken())
       expect(unconnected.status).toBe(409)
       expect(unconnected.body.message).toContain(`/connections?connect=${oauth.body.id}`)
     } finally {
