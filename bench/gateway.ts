@@ -272,6 +272,15 @@ async function upstreamCounts(upstream: Server): Promise<{ echo: number; list: n
 
 const us = (value: number) => `${int(value)} µs`
 const perRequestUs = (cpuS: number, requests: number) => (cpuS * 1e6) / requests
+/** A table cell: CPU seconds over a run, per request. */
+const cpuCell = (cpuS: number, requests: number) => `${perRequestUs(cpuS, requests).toFixed(1)} µs`
+/** The table cells every run has: requests, their rate, p50 and p99. */
+const loadColumns = (r: { requests: number; rate: number; p50Us: number; p99Us: number }) => [
+  int(r.requests),
+  `${int(r.rate)}/s`,
+  us(r.p50Us),
+  us(r.p99Us),
+]
 const signed = (value: number) => `${value >= 0 ? '+' : '−'}${int(Math.abs(value))} µs`
 const signedCpu = (value: number) => `${value >= 0 ? '+' : '−'}${Math.abs(value).toFixed(1)} µs`
 const verdict = (met: boolean) => (met ? 'met' : 'MISSED')
@@ -396,13 +405,10 @@ async function main() {
         rows.push([
           LABEL[mode],
           String(c),
-          int(r.requests),
-          `${int(r.rate)}/s`,
-          us(r.p50Us),
-          us(r.p99Us),
-          `${perRequestUs(r.cpuS.gatehouse, r.requests).toFixed(1)} µs`,
-          `${perRequestUs(r.cpuS[BARE_PROXY], r.requests).toFixed(1)} µs`,
-          `${perRequestUs(r.cpuS.upstream, r.requests).toFixed(1)} µs`,
+          ...loadColumns(r),
+          cpuCell(r.cpuS.gatehouse, r.requests),
+          cpuCell(r.cpuS[BARE_PROXY], r.requests),
+          cpuCell(r.cpuS.upstream, r.requests),
           wrkCpu(r),
           busy(r),
         ])
@@ -531,12 +537,9 @@ async function main() {
       return [
         `${LIST_SERVERS}×${LIST_TOOLS} + ${ownTools.length}`,
         String(c),
-        int(r.requests),
-        `${int(r.rate)}/s`,
-        us(r.p50Us),
-        us(r.p99Us),
-        `${perRequestUs(r.cpuS.gatehouse, r.requests).toFixed(1)} µs`,
-        `${perRequestUs(r.cpuS.upstream, r.requests).toFixed(1)} µs`,
+        ...loadColumns(r),
+        cpuCell(r.cpuS.gatehouse, r.requests),
+        cpuCell(r.cpuS.upstream, r.requests),
         int(r.upstreamRequests),
         wrkCpu(r),
         busy(r),
@@ -618,17 +621,7 @@ async function main() {
     for (const c of levels)
       for (const kind of OWN_KINDS) {
         const r = owned.get(ownKey(kind, c))!
-        ownRows.push([
-          kind,
-          String(c),
-          int(r.requests),
-          `${int(r.rate)}/s`,
-          us(r.p50Us),
-          us(r.p99Us),
-          `${perRequestUs(r.cpuS[kind], r.requests).toFixed(1)} µs`,
-          wrkCpu(r),
-          busy(r),
-        ])
+        ownRows.push([kind, String(c), ...loadColumns(r), cpuCell(r.cpuS[kind], r.requests), wrkCpu(r), busy(r)])
       }
     process.stdout.write(
       table([TOOL, 'c', 'requests', 'req/s', 'p50', 'p99', 'server CPU/call', 'wrk CPU', 'machine busy'], ownRows, 1),
