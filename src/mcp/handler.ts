@@ -114,17 +114,14 @@ export function createMcpRequestHandler(deps: AppDeps): (request: Request, body?
   })
   aggregator.onChange(() => endpoint.listsChanged())
   /** Gatehouse's own tools as `tools/list` shows them to each role, serialised once. */
-  const ownToolsJson = {
-    owner: toolsForRole('owner')
-      .map((tool) => JSON.stringify(listedTool(tool)))
-      .join(','),
-    admin: toolsForRole('admin')
-      .map((tool) => JSON.stringify(listedTool(tool)))
-      .join(','),
-    member: toolsForRole('member')
-      .map((tool) => JSON.stringify(listedTool(tool)))
-      .join(','),
-  }
+  const ownToolsJson = Object.fromEntries(
+    (['owner', 'admin', 'member'] as const).map((role) => [
+      role,
+      toolsForRole(role)
+        .map((tool) => JSON.stringify(listedTool(tool)))
+        .join(','),
+    ]),
+  ) as Record<'owner' | 'admin' | 'member', string>
   /** Each view's `tools/list` answers, encoded once per role and era (a new view has new ones). */
   const listParts = new WeakMap<UserView, Map<string, ListAnswerParts>>()
   function listPartsOf(view: UserView, role: 'owner' | 'admin' | 'member', era: 'legacy' | 'modern') {
@@ -139,13 +136,7 @@ export function createMcpRequestHandler(deps: AppDeps): (request: Request, body?
     }
     return parts
   }
-  const fastCall = {
-    publicUrl: config.publicUrl,
-    aggregator,
-    codec,
-    serverInfo: SERVER_INFO,
-    timeoutMs: serving.timeoutMs,
-  }
+  const fastCall = { ...serving, publicUrl: config.publicUrl, serverInfo: SERVER_INFO }
 
   /** A plain call of an upstream tool, forwarded without the SDK; undefined leaves it to the SDK path. */
   async function forwardUpstreamCall(principal: Principal, call: ToolCall, body: unknown, signal: AbortSignal) {
