@@ -65,4 +65,7 @@ function ensureChromium() {
 const [command = 'serve', ...args] = process.argv.slice(2)
 if (command === 'test') ensureChromium()
 const argv = command === 'test' ? ['test', ...args] : ['src/cli.ts', command, ...args]
-process.exit(run(bun, argv))
+// Bun reads its outbound connection limit once, at start: room for the stream budget
+// (GATEHOUSE_UPSTREAM_MAX_STREAMS) and, beside it, for every short request.
+const env = command === 'serve' ? { BUN_CONFIG_MAX_HTTP_REQUESTS: '1024', ...process.env } : process.env
+process.exit(run(bun, argv, { env }))

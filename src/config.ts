@@ -36,6 +36,18 @@ export interface Config {
   mcpFastPath: boolean
   upstreamRefreshSkewSeconds: number
   upstreamTimeoutSeconds: number
+  /** Concurrent outbound requests the runtime serves (Bun reads `BUN_CONFIG_MAX_HTTP_REQUESTS` at start). */
+  outboundRuntimeLimit: number
+  /** Long-lived upstream streams held at once: in all, per user, per server. */
+  upstreamMaxStreams: number
+  upstreamMaxStreamsPerUser: number
+  upstreamMaxStreamsPerServer: number
+  /** An upstream stream that delivers nothing for this long is closed. */
+  upstreamStreamIdleSeconds: number
+  /** Largest answer Gatehouse reads from an upstream for one request (a list, a tool result, one event). */
+  upstreamMaxResponseBytes: number
+  /** Most entries one upstream list may hold. */
+  upstreamMaxListItems: number
   /** Browser origins (besides the public URL's) allowed to call `/mcp`, as serialised origins. */
   allowedOrigins: string[]
   /** A generic OpenID Connect login provider, when its issuer and client are configured. */
@@ -405,6 +417,58 @@ export const VARIABLES: Variable<keyof Config>[] = [
     description:
       'How long an upstream MCP server may take to start answering (a stream that delivers events is never cut)',
     parse: parseDuration,
+  },
+  {
+    name: 'BUN_CONFIG_MAX_HTTP_REQUESTS',
+    field: 'outboundRuntimeLimit',
+    default: '256',
+    description:
+      "Bun's own limit on concurrent outbound requests, read when the process starts (set it in the environment of `gatehouse serve`); `npm start` sets `1024` when it is unset",
+    parse: parseInteger(1, 65_536),
+  },
+  {
+    name: 'GATEHOUSE_UPSTREAM_MAX_STREAMS',
+    field: 'upstreamMaxStreams',
+    default: '128',
+    description:
+      'Long-lived upstream streams (passthrough event streams, SSE-transport sessions) held at once; at most half of `BUN_CONFIG_MAX_HTTP_REQUESTS` (256 unless set), so short requests always find a connection',
+    parse: parseInteger(2, 100_000),
+  },
+  {
+    name: 'GATEHOUSE_UPSTREAM_MAX_STREAMS_PER_USER',
+    field: 'upstreamMaxStreamsPerUser',
+    default: '16',
+    description: 'Of those, how many one user may hold; past it a new stream is refused with 429',
+    parse: parseInteger(1, 100_000),
+  },
+  {
+    name: 'GATEHOUSE_UPSTREAM_MAX_STREAMS_PER_SERVER',
+    field: 'upstreamMaxStreamsPerServer',
+    default: '64',
+    description: 'Of those, how many may go to one upstream server',
+    parse: parseInteger(1, 100_000),
+  },
+  {
+    name: 'GATEHOUSE_UPSTREAM_STREAM_IDLE',
+    field: 'upstreamStreamIdleSeconds',
+    default: '5m',
+    description: 'An upstream stream that delivers nothing for this long is closed (clients open a new one)',
+    parse: parseDuration,
+  },
+  {
+    name: 'GATEHOUSE_UPSTREAM_MAX_RESPONSE_BYTES',
+    field: 'upstreamMaxResponseBytes',
+    default: '8388608',
+    description:
+      "Largest answer read from an upstream for one request (a list, a tool result) and largest single event of its streams; past it the answer is refused and the server's `last_error` says why",
+    parse: parseInteger(1024, 1024 * 1024 * 1024),
+  },
+  {
+    name: 'GATEHOUSE_UPSTREAM_MAX_LIST_ITEMS',
+    field: 'upstreamMaxListItems',
+    default: '2000',
+    description: 'Most tools (prompts, resources) one upstream may list; a longer list is refused as a whole',
+    parse: parseInteger(1, 1_000_000),
   },
   {
     name: 'GATEHOUSE_OIDC_ISSUER',

@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely'
 import type { Config } from './config.ts'
 import type { Database, Dialect } from './db/schema.ts'
 import type { OutboundFetch } from './http/outbound.ts'
+import type { OutboundCapacity } from './http/outbound-capacity.ts'
 import type { Logger } from './ops/logger.ts'
 import type { HttpMetrics } from './ops/metrics.ts'
 import type { Keyring } from './secrets/keyring.ts'
@@ -20,6 +21,8 @@ export interface AppDeps {
    * metadata documents): the outbound guard of `src/http/outbound.ts`. Never the global fetch.
    */
   outboundFetch: OutboundFetch
+  /** The process's budget of outbound requests and long-lived upstream streams (one per process). */
+  outboundCapacity: OutboundCapacity
   /** What `/login/{provider}` signs in with; each caches its discovered metadata and keys. */
   identityProviders: Map<ProviderId, LoginProvider>
 }

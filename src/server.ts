@@ -9,9 +9,10 @@ import type { AppDeps } from './deps.ts'
 import { bodyTooLarge, declaresTooLargeBody, readChunkedBodyWithin } from './http/body-limit.ts'
 import { bodyHasNul, findNulInUrl } from './http/reject-nul.ts'
 import { mcpEndpointOf } from './mcp/index.ts'
-import { createPassthrough, passthroughSlugOf } from './passthrough/index.ts'
+import { closePassthrough, passthroughOf, passthroughSlugOf } from './passthrough/index.ts'
 import { jsonError } from './http/errors.ts'
 import { createOutboundFetch, outboundPolicyOf } from './http/outbound.ts'
+import { outboundCapacityOf } from './http/outbound-capacity.ts'
 import type { Logger } from './ops/logger.ts'
 import { startMaintenance } from './ops/maintenance.ts'
 import { HttpMetrics } from './ops/metrics.ts'
@@ -49,6 +50,7 @@ export async function prepare(config: Config, logger: Logger): Promise<AppDeps &
     const applied = await migrateToLatest(store.db, store.dialect)
     if (applied.length > 0) logger.info('applied migrations', { migrations: applied })
     await verifySealedColumns(store.db, keyring)
+    const outboundCapacity = outboundCapacityOf(config)
     return {
       store,
       db: store.db,
@@ -57,7 +59,8 @@ export async function prepare(config: Config, logger: Logger): Promise<AppDeps &
       logger,
       keyring,
       metrics: new HttpMetrics(),
-      outboundFetch: createOutboundFetch(outboundPolicyOf(config)),
+      outboundFetch: createOutboundFetch(outboundPolicyOf(config), {}, outboundCapacity),
+      outboundCapacity,
       identityProviders: configuredProviders(config),
     }
   } catch (error) {
@@ -82,7 +85,7 @@ function clientIpOf(request: Request, socketIp: string, trustProxy: boolean): st
  */
 export function createRequestHandler(deps: AppDeps, app: ReturnType<typeof createApp>) {
   const { logger, metrics, config } = deps
-  const passthrough = createPassthrough(deps)
+  const passthrough = passthroughOf(deps)
   const mcp = mcpEndpointOf(deps)
   /** `POST /mcp` without the app's routing and hooks, with the same checks the app applies. */
   async function serveMcp(request: Request): Promise<Response> {
@@ -185,6 +188,7 @@ export async function startGatehouse(config: Config, logger: Logger): Promise<Ga
       await server.drain()
       clearTimeout(timeout)
       await closeAggregator(deps)
+      await closePassthrough(deps)
       await deps.db.destroy()
     })())
   return { server, deps, shutdown }

@@ -1,4 +1,5 @@
 import { closeAggregator } from '../src/aggregate/index.ts'
+import { closePassthrough } from '../src/passthrough/index.ts'
 import { treaty } from '@elysia/eden'
 import pg from 'pg'
 import { createApp } from '../src/app.ts'
@@ -54,6 +55,7 @@ export async function setup(overrides: Partial<Config> = {}, logger: Logger = si
     config,
     async close() {
       await closeAggregator(deps)
+      await closePassthrough(deps)
       await deps.db.destroy()
       await database.drop()
     },

@@ -22,13 +22,24 @@ import { connectLinkOf } from '../upstreams/connections-page.ts'
 import { type AggregatedServer, aggregatedServers } from '../upstreams/upstream.service.ts'
 import { usableServerCache } from '../upstreams/usable-server-cache.ts'
 import { type FetchedList, ListCache, type ListKind } from './list-cache.ts'
-import { connectToolName, exposedName, passesLists, wrapResourceUri, wrapUriTemplate } from './names.ts'
+import {
+  connectToolName,
+  exposedName,
+  isAcceptableUpstreamName,
+  MAX_TOOL_NAME_LENGTH,
+  passesLists,
+  wrapResourceUri,
+  wrapUriTemplate,
+} from './names.ts'
+import { ServerHealth } from './server-health.ts'
 import { credentialKeyOf, UpstreamPool } from './upstream-pool.ts'
 
 /** How long a user's assembled view is reused before the database is asked again. */
 const VIEW_TTL_MS = 5000
 /** The longest one upstream may hold up a list; past it, its last good list is used or it is left out. */
 const LIST_CAP_MS = 5000
+/** How long upstream `list_changed` notifications are gathered before clients are told. */
+export const LIST_CHANGED_DEBOUNCE_MS = 250
 
 export type ToolRoute =
   | { kind: 'upstream'; server: McpServerRow; upstreamName: string; definition: Tool }
@@ -67,26 +78,35 @@ export class Aggregator {
   private generation = 0
   private readonly listeners = new Set<() => void>()
   private readonly unsubscribe: () => void
+  private changedKeys = new Set<string>()
+  private listChangedTimer: ReturnType<typeof setTimeout> | undefined
+  private readonly health: ServerHealth
 
   constructor(
     private readonly deps: AppDeps,
     version: string,
   ) {
-    const fetch = createOutboundFetch(outboundPolicyOf(deps.config), {
-      connectTimeoutMs: deps.config.upstreamTimeoutSeconds * 1000,
+    const { config, outboundCapacity } = deps
+    const limits = {
+      connectTimeoutMs: config.upstreamTimeoutSeconds * 1000,
       totalTimeoutMs: Number.POSITIVE_INFINITY,
       maxResponseBytes: Number.POSITIVE_INFINITY,
-    })
+    }
+    this.health = new ServerHealth(deps.db, deps.logger)
     this.pool = new UpstreamPool({
       deps,
-      fetch,
+      fetch: createOutboundFetch(outboundPolicyOf(config), limits, outboundCapacity),
+      cappedFetch: createOutboundFetch(
+        outboundPolicyOf(config),
+        { ...limits, maxResponseBytes: config.upstreamMaxResponseBytes },
+        outboundCapacity,
+      ),
+      capacity: outboundCapacity,
+      maxMessageBytes: config.upstreamMaxResponseBytes,
       version,
-      publicUrl: deps.config.publicUrl,
-      requestTimeoutMs: deps.config.upstreamTimeoutSeconds * 1000,
-      onListChanged: (key) => {
-        this.lists.invalidate((candidate) => candidate === key)
-        this.changed()
-      },
+      publicUrl: config.publicUrl,
+      requestTimeoutMs: config.upstreamTimeoutSeconds * 1000,
+      onListChanged: (key) => this.listChanged(key),
     })
     this.unsubscribe = usableServerCache.onInvalidate((change) => {
       this.generation++
@@ -112,7 +132,25 @@ export class Aggregator {
 
   async close(): Promise<void> {
     this.unsubscribe()
+    clearTimeout(this.listChangedTimer)
     await this.pool.close()
+  }
+
+  /**
+   * An upstream said a list changed. Notifications are gathered for a moment before the lists are
+   * dropped and listening clients told, so a flood of them costs one rebuild, not one each.
+   */
+  private listChanged(key: string): void {
+    this.changedKeys.add(key)
+    if (this.listChangedTimer) return
+    this.listChangedTimer = setTimeout(() => {
+      this.listChangedTimer = undefined
+      const keys = this.changedKeys
+      this.changedKeys = new Set()
+      this.lists.invalidate((candidate) => keys.has(candidate))
+      this.changed()
+    }, LIST_CHANGED_DEBOUNCE_MS)
+    ;(this.listChangedTimer as { unref?: () => void }).unref?.()
   }
 
   /**
@@ -167,7 +205,9 @@ export class Aggregator {
     const routes = new Map<string, [McpServerRow, string]>()
     const prompts: Prompt[] = []
     for (const [server, items] of await this.listAll(principal, 'prompts')) {
+      const passes = policyOf(server)
       for (const prompt of items as Prompt[]) {
+        if (!passes(prompt.name)) continue
         const name = exposedName(server.slug, prompt.name)
         if (routes.has(name)) continue
         routes.set(name, [server, prompt.name])
@@ -178,18 +218,35 @@ export class Aggregator {
   }
 
   async resources(principal: Principal): Promise<Resource[]> {
-    return (await this.listAll(principal, 'resources')).flatMap(([server, items]) =>
-      (items as Resource[]).map((resource) => ({ ...resource, uri: wrapResourceUri(server.slug, resource.uri) })),
-    )
+    return (await this.listAll(principal, 'resources')).flatMap(([server, items]) => {
+      const passes = policyOf(server)
+      return (items as Resource[])
+        .filter((resource) => passes(resource.name))
+        .map((resource) => ({ ...resource, uri: wrapResourceUri(server.slug, resource.uri) }))
+    })
   }
 
   async resourceTemplates(principal: Principal): Promise<ResourceTemplate[]> {
-    return (await this.listAll(principal, 'resourceTemplates')).flatMap(([server, items]) =>
-      (items as ResourceTemplate[]).map((template) => ({
-        ...template,
-        uriTemplate: wrapUriTemplate(server.slug, template.uriTemplate),
-      })),
-    )
+    return (await this.listAll(principal, 'resourceTemplates')).flatMap(([server, items]) => {
+      const passes = policyOf(server)
+      return (items as ResourceTemplate[])
+        .filter((template) => passes(template.name))
+        .map((template) => ({ ...template, uriTemplate: wrapUriTemplate(server.slug, template.uriTemplate) }))
+    })
+  }
+
+  /**
+   * Whether the server's allow and deny lists let the user read a resource: a listed resource by
+   * its name; one that is not listed (read through a template) only when there is no allow list,
+   * since its name is unknown.
+   */
+  async mayReadResource(principal: Principal, server: McpServerRow, uri: string): Promise<boolean> {
+    const allow: string[] = JSON.parse(server.tool_allow_list)
+    const deny: string[] = JSON.parse(server.tool_deny_list)
+    if (allow.length === 0 && deny.length === 0) return true
+    const [listed] = await this.listEach(principal, [server], 'resources')
+    const resource = (listed?.[1] as Resource[] | undefined)?.find((candidate) => candidate.uri === uri)
+    return resource ? passesLists(resource.name, allow, deny) : allow.length === 0
   }
 
   /** A ready server of the user's `/mcp` by slug (for routing resources). */
@@ -199,6 +256,11 @@ export class Aggregator {
 
   connectLink(server: McpServerRow): string {
     return connectLinkOf(this.deps.config.publicUrl, server.id)
+  }
+
+  /** An upstream broke a cap answering a call: its admins see why. */
+  recordFailure(server: McpServerRow, reason: string): void {
+    this.health.failed(server, reason)
   }
 
   /** An upstream call failed in a way that may be the connection's: the next call connects afresh. */
@@ -270,11 +332,9 @@ export class Aggregator {
             capMs: Math.min(LIST_CAP_MS, this.deps.config.upstreamTimeoutSeconds * 1000),
             onFailure: (error) => {
               this.pool.drop(server, principal.user.id)
-              this.deps.logger.warn('upstream list failed', {
-                server: server.slug,
-                list: kind,
-                error: error instanceof Error ? error.message : String(error),
-              })
+              const message = error instanceof Error ? error.message : String(error)
+              this.deps.logger.warn('upstream list failed', { server: server.slug, list: kind, error: message })
+              this.health.failed(server, `listing its ${kind} failed: ${message}`)
             },
           },
         )
@@ -284,7 +344,29 @@ export class Aggregator {
     return lists.filter((entry) => entry !== undefined)
   }
 
+  /**
+   * One list from the upstream, refused as a whole when it holds more entries than allowed, with
+   * entries whose name is not a string of at most `MAX_TOOL_NAME_LENGTH` characters dropped
+   * (and logged), so nothing downstream works on names an upstream made huge.
+   */
   private async fetchList(server: McpServerRow, principal: Principal, kind: ListKind): Promise<FetchedList> {
+    const fetched = await this.fetchListUnchecked(server, principal, kind)
+    const { upstreamMaxListItems } = this.deps.config
+    if (fetched.items.length > upstreamMaxListItems)
+      throw new Error(`it listed ${fetched.items.length} ${kind}, more than the ${upstreamMaxListItems} allowed`)
+    const items = fetched.items.filter((item) => isAcceptableUpstreamName((item as { name?: unknown })?.name))
+    if (items.length < fetched.items.length)
+      this.deps.logger.warn('upstream list entries dropped', {
+        server: server.slug,
+        list: kind,
+        dropped: fetched.items.length - items.length,
+        reason: `a name that is not a string of 1 to ${MAX_TOOL_NAME_LENGTH} characters`,
+      })
+    this.health.succeeded(server)
+    return { items, ttlMs: fetched.ttlMs }
+  }
+
+  private async fetchListUnchecked(server: McpServerRow, principal: Principal, kind: ListKind): Promise<FetchedList> {
     const client = await this.pool.client(server, principal.user)
     const capabilities = client.getServerCapabilities() ?? {}
     const options = { cacheMode: 'bypass' as const, timeout: this.deps.config.upstreamTimeoutSeconds * 1000 }

@@ -25,6 +25,8 @@ export interface FastCallOptions {
   codec: RequestStateCodec
   serverInfo: { name: string; version: string }
   timeoutMs: number
+  /** Largest answer (JSON body or one SSE event) read from an upstream. */
+  maxAnswerBytes: number
 }
 
 type UpstreamRoute = Extract<ToolRoute, { kind: 'upstream' }>
@@ -102,17 +104,21 @@ export async function forwardToolCall(
     }
     // A 2025 upstream asking the caller for input mid-call is told why it cannot be, as the SDK
     // path tells it, so the call ends instead of waiting for an answer that never comes.
-    message = await responseTo(response, id, (request) =>
-      fetch(server.url, {
-        method: 'POST',
-        headers,
-        body: JSON.stringify({
-          jsonrpc: '2.0',
-          id: request.id,
-          error: { code: -32600, message: unrelayableMessage(options.publicUrl, server, String(request.method)) },
-        }),
-        signal: abort,
-      }).then((answered) => answered.body?.cancel()),
+    message = await responseTo(
+      response,
+      id,
+      (request) =>
+        fetch(server.url, {
+          method: 'POST',
+          headers,
+          body: JSON.stringify({
+            jsonrpc: '2.0',
+            id: request.id,
+            error: { code: -32600, message: unrelayableMessage(options.publicUrl, server, String(request.method)) },
+          }),
+          signal: abort,
+        }).then((answered) => answered.body?.cancel()),
+      options.maxAnswerBytes,
     )
   } catch (error) {
     if (signal.aborted) return new Response(null, { status: 499 })
@@ -120,6 +126,8 @@ export async function forwardToolCall(
     // SDK path answers with the connect link as for any call of a server to reconnect.
     if (credentialProblemOf(error)) return undefined
     aggregator.dropConnection(server, principal)
+    if (error instanceof AnswerTooLarge)
+      aggregator.recordFailure(server, `answering a tool call failed: ${error.message}`)
     const cause = abort.aborted ? 'it did not answer in time' : error instanceof Error ? error.message : String(error)
     return toolError(options, call, `${server.display_name} failed: ${cause}`)
   }
@@ -169,19 +177,48 @@ function answer(call: ToolCall, result: Record<string, unknown>, options: FastCa
   return sseMessage(JSON.stringify({ result, jsonrpc: '2.0', id: call.id }))
 }
 
+/** An upstream's answer went past the size cap: the upstream is told off to its admins, the call fails. */
+export class AnswerTooLarge extends Error {
+  constructor(maxBytes: number) {
+    super(`its answer is larger than ${maxBytes} bytes, the most Gatehouse reads`)
+    this.name = 'AnswerTooLarge'
+  }
+}
+
+/** A JSON body, read up to `maxBytes`. */
+async function readJsonWithin(body: ReadableStream<Uint8Array>, maxBytes: number): Promise<unknown> {
+  const reader = body.getReader()
+  const chunks: Uint8Array[] = []
+  let size = 0
+  try {
+    for (;;) {
+      const { value, done } = await reader.read()
+      if (done) break
+      size += value.byteLength
+      if (size > maxBytes) throw new AnswerTooLarge(maxBytes)
+      chunks.push(value)
+    }
+  } finally {
+    reader.cancel().catch(() => {})
+  }
+  return JSON.parse(await new Blob(chunks as BlobPart[]).text())
+}
+
 /**
  * The JSON-RPC response with `id`, from a JSON body or from the SSE stream that carries it; a
- * request the upstream sends on the way goes to `onRequest`.
+ * request the upstream sends on the way goes to `onRequest`. The stream is parsed as it comes,
+ * each chunk scanned once, and no body or event may pass `maxBytes`.
  */
 async function responseTo(
   response: Response,
   id: string,
   onRequest: (request: { id: unknown; method: unknown }) => Promise<unknown>,
+  maxBytes: number,
 ): Promise<Record<string, never> | undefined> {
   const type = response.headers.get('content-type') ?? ''
-  if (type.includes('application/json')) {
-    const message = await response.json()
-    return message?.id === id ? message : undefined
+  if (type.includes('application/json') && response.body) {
+    const message = (await readJsonWithin(response.body, maxBytes)) as { id?: unknown } | null
+    return message?.id === id ? (message as Record<string, never>) : undefined
   }
   if (!type.includes('text/event-stream') || !response.body) {
     await response.body?.cancel().catch(() => {})
@@ -190,14 +227,22 @@ async function responseTo(
   const reader = response.body.getReader()
   const decoder = new TextDecoder()
   let buffered = ''
+  let carriedCr = false
   try {
     for (;;) {
       const { value, done } = await reader.read()
       if (done) return undefined
-      buffered += decoder.decode(value, { stream: true }).replaceAll('\r\n', '\n')
-      for (let end = buffered.indexOf('\n\n'); end !== -1; end = buffered.indexOf('\n\n')) {
+      let text = decoder.decode(value, { stream: true })
+      if (carriedCr) text = `\r${text}`
+      carriedCr = text.endsWith('\r')
+      if (carriedCr) text = text.slice(0, -1)
+      // Only the new text and the one character before it can complete a boundary.
+      let from = Math.max(0, buffered.length - 1)
+      buffered += text.replaceAll('\r\n', '\n')
+      for (let end = buffered.indexOf('\n\n', from); end !== -1; end = buffered.indexOf('\n\n', from)) {
         const event = buffered.slice(0, end)
         buffered = buffered.slice(end + 2)
+        from = 0
         const data = event
           .split('\n')
           .filter((line) => line.startsWith('data:'))
@@ -208,6 +253,7 @@ async function responseTo(
         if (message?.id === id && ('result' in message || 'error' in message)) return message
         if (typeof message?.method === 'string' && message.id !== undefined) await onRequest(message)
       }
+      if (buffered.length > maxBytes) throw new AnswerTooLarge(maxBytes)
     }
   } finally {
     reader.cancel().catch(() => {})

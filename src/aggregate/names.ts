@@ -68,3 +68,11 @@ export function passesLists(name: string, allow: readonly string[], deny: readon
   if (allow.length > 0 && !allow.some((pattern) => matches(pattern, name))) return false
   return !deny.some((pattern) => matches(pattern, name))
 }
+
+/** Upstream names longer than this are dropped from lists (and logged): no name needs more, and matching or hashing huge ones costs every user's view. */
+export const MAX_TOOL_NAME_LENGTH = 256
+
+/** Whether an upstream's tool, prompt or resource name is one Gatehouse serves: a string of 1 to 256 characters. */
+export function isAcceptableUpstreamName(name: unknown): name is string {
+  return typeof name === 'string' && name.length > 0 && name.length <= MAX_TOOL_NAME_LENGTH
+}

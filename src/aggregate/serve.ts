@@ -248,7 +248,7 @@ export function addPromptsAndResources(server: McpServer, serving: UpstreamServi
   low.setRequestHandler('resources/read', async (request, ctx) => {
     const target = unwrapResourceUri(request.params.uri)
     const upstream = target ? await aggregator.readyServer(principal, target.slug) : undefined
-    if (!target || !upstream)
+    if (!target || !upstream || !(await aggregator.mayReadResource(principal, upstream, target.uri)))
       throw new ProtocolError(ProtocolErrorCode.ResourceNotFound ?? -32002, `Resource ${request.params.uri} not found`)
     const result = await upstreamCall(serving, upstream, principal, ctx, (client) =>
       client.readResource({ uri: target.uri }, { signal: ctx.mcpReq.signal, cacheMode: 'bypass' }),

@@ -15,6 +15,7 @@ import {
 import { AjvJsonSchemaValidator } from '@modelcontextprotocol/client/validators/ajv'
 import type { McpServerRow, UserRow } from '../db/schema.ts'
 import type { OutboundFetch } from '../http/outbound.ts'
+import { type OutboundCapacity, StreamRefused } from '../http/outbound-capacity.ts'
 import { type CredentialDeps, upstreamHeaders } from '../upstreams/credentials.ts'
 import { sendWithRefresh, UpstreamTokenError } from '../upstreams/upstream-tokens.ts'
 
@@ -38,11 +39,23 @@ export function credentialKeyOf(server: McpServerRow, userId: string): string {
 interface PooledClient {
   client: Promise<Client>
   lastUsed: number
+  /** Where and how its 2025 session is ended once it is closed. */
+  url: string
+  fetch?: FetchLike
 }
+
+/** How long ending a closed client's 2025 session at the upstream may take. */
+const SESSION_END_TIMEOUT_MS = 5000
 
 export interface UpstreamPoolOptions {
   deps: CredentialDeps
+  /** Answers as they come: event streams, and the fast path (which reads within the caps itself). */
   fetch: OutboundFetch
+  /** What SDK clients' requests use: an answer larger than `maxMessageBytes` errors. */
+  cappedFetch: OutboundFetch
+  capacity: OutboundCapacity
+  /** Largest answer or single event an upstream may send. */
+  maxMessageBytes: number
   version: string
   publicUrl: string
   /** How long one request to an upstream may take before it is abandoned. */
@@ -77,7 +90,7 @@ export class UpstreamPool {
     }
     if (this.clients.size >= this.maxClients) this.evictOldest()
     const client = this.connect(key, server, user)
-    const entry = { client, lastUsed: Date.now() }
+    const entry: PooledClient = { client, lastUsed: Date.now(), url: server.url, fetch: this.fetchFor(server, user) }
     this.clients.set(key, entry)
     // A failed connection is not kept: the next use tries again.
     client.catch(() => this.forget(key, entry))
@@ -116,13 +129,78 @@ export class UpstreamPool {
     this.sweeper = undefined
     const entries = [...this.clients.entries()]
     this.clients.clear()
-    await Promise.all(entries.map(([, entry]) => closeClient(entry.client)))
+    await Promise.all(entries.map(([, entry]) => this.closeClient(entry)))
   }
 
   private forget(key: string, entry: PooledClient): void {
     if (this.clients.get(key) !== entry) return
     this.clients.delete(key)
-    void closeClient(entry.client)
+    void this.closeClient(entry)
+  }
+
+  /**
+   * Closes a client at once, which ends its event stream and frees that connection; a 2025
+   * session is then ended at the upstream in the background (not left for it to expire), so
+   * closing never waits on the network.
+   */
+  private async closeClient(entry: PooledClient): Promise<void> {
+    let connected: Client
+    try {
+      connected = await entry.client
+    } catch {
+      return // never connected: nothing to close
+    }
+    connected.onclose = undefined
+    const transport = connected.transport as StreamableHTTPClientTransport | undefined
+    const sessionId = transport?.sessionId
+    const version = connected.getNegotiatedProtocolVersion()
+    await connected.close().catch(() => {})
+    if (!sessionId || !entry.fetch) return
+    const headers: Record<string, string> = { 'mcp-session-id': sessionId }
+    if (version) headers['mcp-protocol-version'] = version
+    void entry
+      .fetch(entry.url, { method: 'DELETE', headers, signal: AbortSignal.timeout(SESSION_END_TIMEOUT_MS) })
+      .then((response) => response.body?.cancel())
+      .catch(() => {})
+  }
+
+  /**
+   * The SDK client's fetch: requests' answers capped in size; the event stream (GET) takes a slot
+   * of the stream budget (a 2025 Streamable HTTP upstream's only when one is spare: without it,
+   * list changes are seen when the lists' time to live runs out) and is watched for idleness and
+   * oversized events.
+   */
+  private clientFetch(server: McpServerRow, user: PoolUser): FetchLike {
+    const { deps, fetch, cappedFetch, capacity, maxMessageBytes } = this.options
+    const capped = credentialFetch(deps, cappedFetch, server, user)
+    const streaming = credentialFetch(deps, fetch, server, user)
+    const required = server.transport === 'sse'
+    return async (input, init) => {
+      if ((init?.method ?? 'GET').toUpperCase() !== 'GET') return capped(input, init)
+      let lease: ReturnType<OutboundCapacity['acquire']>
+      try {
+        lease = capacity.acquire({ userId: user.id, serverId: server.id }, { optional: !required })
+      } catch (error) {
+        if (required || !(error instanceof StreamRefused)) throw error
+        return new Response(null, { status: 405 })
+      }
+      let response: Response
+      try {
+        response = await streaming(input, init)
+      } catch (error) {
+        lease.release()
+        throw error
+      }
+      if (!response.ok || !response.body) {
+        lease.release()
+        return response
+      }
+      return new Response(capacity.watch(response.body, lease, { maxEventBytes: maxMessageBytes }), {
+        status: response.status,
+        statusText: response.statusText,
+        headers: response.headers,
+      })
+    }
   }
 
   private evictOldest(): void {
@@ -170,7 +248,7 @@ export class UpstreamPool {
     }
     client.setRequestHandler('elicitation/create', unrelayable('elicitation/create'))
     client.setRequestHandler('sampling/createMessage', unrelayable('sampling/createMessage'))
-    const fetch = this.fetchFor(server, user)
+    const fetch = this.clientFetch(server, user)
     const url = new URL(server.url)
     const transport =
       server.transport === 'sse'
@@ -196,30 +274,20 @@ const NO_RECONNECT = {
   maxRetries: 0,
 }
 
-async function closeClient(client: Promise<Client>): Promise<void> {
-  try {
-    const connected = await client
-    connected.onclose = undefined
-    // A 2025 session is ended at the upstream, not left for it to expire.
-    const transport = connected.transport as StreamableHTTPClientTransport | undefined
-    if (transport?.sessionId) await transport.terminateSession().catch(() => {})
-    await connected.close()
-  } catch {
-    // Never connected, or already gone: nothing to close.
-  }
-}
-
 /**
  * The transport's fetch: every request to the upstream carries the user's credential (the same
  * headers as the passthrough, never the MCP client's own token) and goes through the outbound
- * guard. A 401 from an oauth2 upstream refreshes the user's token once and sends the request again.
+ * guard, and is refused if the upstream answers with a redirect. A 401 from an oauth2 upstream
+ * refreshes the user's token once and sends the request again.
  */
 function credentialFetch(deps: CredentialDeps, fetch: OutboundFetch, server: McpServerRow, user: PoolUser): FetchLike {
   return async (input, init) =>
     sendWithRefresh(deps, server, user.id, await upstreamHeaders(deps, server, user), (credentials) => {
       const headers = new Headers(init?.headers)
       for (const [name, value] of Object.entries(credentials)) headers.set(name, value)
-      return fetch(input, { ...init, headers })
+      // A redirect would carry the credential headers (an API key, the identity headers) and the
+      // request's arguments to wherever it points: never followed.
+      return fetch(input, { ...init, headers, redirect: 'error' })
     })
 }
 

@@ -105,6 +105,9 @@ export interface McpServersTable {
   updated_by: string | null
   created_at: number
   updated_at: number
+  /** Why the upstream last failed to answer a list, and when (unix seconds); null once it answers again. */
+  last_error: Generated<string | null>
+  last_error_at: Generated<number | null>
 }
 
 export interface McpServerUserTokensTable {

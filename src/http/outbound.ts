@@ -4,6 +4,7 @@ import { isIP } from 'node:net'
 import { rootCertificates } from 'node:tls'
 import type { Config } from '../config.ts'
 import { AddressPolicy } from './address-policy.ts'
+import type { OutboundCapacity } from './outbound-capacity.ts'
 
 /**
  * The outbound guard: every fetch the server makes on a URL that a user, a client or an admin
@@ -137,6 +138,8 @@ class Deadline {
     private readonly caller: AbortSignal | null | undefined,
     host: string,
     totalMs: number,
+    /** Called once the exchange is over, or its response is handed on unwatched. */
+    readonly onDone: () => void = () => {},
   ) {
     if (caller?.aborted) this.controller.abort(caller.reason)
     else if (caller) {
@@ -175,6 +178,7 @@ class Deadline {
 
   /** The exchange is over (body read, cancelled or failed): drop the timers and the caller's listener. */
   finish(): void {
+    this.onDone()
     clearTimeout(this.hop)
     clearTimeout(this.total)
     if (this.onCallerAbort) this.caller?.removeEventListener('abort', this.onCallerAbort)
@@ -261,7 +265,12 @@ interface Hop {
  * hop is resolved, checked and pinned the same way. With `HTTP_PROXY`/`HTTPS_PROXY` set, Bun
  * sends the request through that proxy, which is then asked for the pinned address.
  */
-export function createOutboundFetch(policy: OutboundPolicy, limits: OutboundLimits = {}): OutboundFetch {
+export function createOutboundFetch(
+  policy: OutboundPolicy,
+  limits: OutboundLimits = {},
+  /** Counts each request while it waits for its answer (and reads a capped body), for `/readyz`. */
+  capacity?: OutboundCapacity,
+): OutboundFetch {
   const { maxResponseBytes, connectTimeoutMs, totalTimeoutMs, maxRedirects, decompress, checkedHostMs } = {
     ...DEFAULT_LIMITS,
     ...limits,
@@ -350,7 +359,7 @@ export function createOutboundFetch(policy: OutboundPolicy, limits: OutboundLimi
     const callerSignal = init?.signal ?? (input instanceof Request ? input.signal : undefined)
     const mode = init?.redirect ?? (input instanceof Request ? input.redirect : 'follow')
     let hop = await firstHop(input, init)
-    const deadline = new Deadline(callerSignal, hop.url.hostname, totalTimeoutMs)
+    const deadline = new Deadline(callerSignal, hop.url.hostname, totalTimeoutMs, capacity?.startRequest())
     try {
       for (let redirects = 0; ; redirects++) {
         if (deadline.signal.aborted) throw deadline.signal.reason
@@ -406,6 +415,7 @@ function wrapResponse(response: Response, url: URL, redirected: boolean, maxByte
   // costs more than the rest of a small exchange), only naming the URL the caller asked for.
   if (maxBytes === Number.POSITIVE_INFINITY && !deadline.hasTotal) {
     if (NULL_BODY_STATUSES.has(response.status)) deadline.finish()
+    else deadline.onDone()
     Object.defineProperty(response, 'url', { value: url.href })
     Object.defineProperty(response, 'redirected', { value: redirected })
     return response

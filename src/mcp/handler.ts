@@ -136,7 +136,12 @@ export function createMcpRequestHandler(deps: AppDeps): (request: Request, body?
     }
     return parts
   }
-  const fastCall = { ...serving, publicUrl: config.publicUrl, serverInfo: SERVER_INFO }
+  const fastCall = {
+    ...serving,
+    publicUrl: config.publicUrl,
+    serverInfo: SERVER_INFO,
+    maxAnswerBytes: config.upstreamMaxResponseBytes,
+  }
 
   /** A plain call of an upstream tool, forwarded without the SDK; undefined leaves it to the SDK path. */
   async function forwardUpstreamCall(principal: Principal, call: ToolCall, body: unknown, signal: AbortSignal) {

@@ -26,6 +26,15 @@ export const opsModule = (deps: AppDeps) => {
             return status(503, { status: 'unavailable' as const, detail: `pending migrations: ${pending.join(', ')}` })
           migrationsApplied = true // migrations never un-apply, so this is checked until it first holds
         }
+        // Past this every outbound request waits for a connection, for every user: a balancer
+        // should send traffic elsewhere until streams end.
+        if (deps.outboundCapacity.exhausted()) {
+          const { streams, requests, runtimeLimit } = deps.outboundCapacity.snapshot()
+          return status(503, {
+            status: 'unavailable' as const,
+            detail: `outbound capacity exhausted: ${streams} upstream streams and ${requests} requests hold all ${runtimeLimit} connections`,
+          })
+        }
         return { status: 'ready' as const }
       },
       {
@@ -33,15 +42,34 @@ export const opsModule = (deps: AppDeps) => {
           200: t.Object({ status: t.Literal('ready') }),
           503: t.Object({ status: t.Literal('unavailable'), detail: t.String() }),
         },
-        detail: { summary: 'Readiness: database reachable and migrations applied' },
+        detail: { summary: 'Readiness: database reachable, migrations applied, outbound connections to spare' },
       },
     )
     .get(
       '/metrics',
       () =>
-        new Response(deps.metrics.render(), {
+        new Response(deps.metrics.render() + renderCapacity(deps.outboundCapacity.snapshot()), {
           headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' },
         }),
       { detail: { summary: 'Prometheus metrics' } },
     )
+}
+
+/** The outbound budget as gauges: what `/readyz` decides on, to graph and alert on. */
+function renderCapacity(snapshot: ReturnType<AppDeps['outboundCapacity']['snapshot']>): string {
+  return [
+    '# HELP gatehouse_outbound_streams Long-lived upstream streams held open.',
+    '# TYPE gatehouse_outbound_streams gauge',
+    `gatehouse_outbound_streams ${snapshot.streams}`,
+    '# HELP gatehouse_outbound_streams_limit Long-lived upstream streams allowed at once.',
+    '# TYPE gatehouse_outbound_streams_limit gauge',
+    `gatehouse_outbound_streams_limit ${snapshot.streamLimit}`,
+    '# HELP gatehouse_outbound_requests_in_flight Other outbound requests waiting for or reading their answer.',
+    '# TYPE gatehouse_outbound_requests_in_flight gauge',
+    `gatehouse_outbound_requests_in_flight ${snapshot.requests}`,
+    '# HELP gatehouse_outbound_connections_limit Concurrent outbound requests the runtime serves.',
+    '# TYPE gatehouse_outbound_connections_limit gauge',
+    `gatehouse_outbound_connections_limit ${snapshot.runtimeLimit}`,
+    '',
+  ].join('\n')
 }

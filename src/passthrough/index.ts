@@ -4,6 +4,7 @@ import { authenticateTokenCached, bearerToken } from '../auth/auth.service.ts'
 import type { AppDeps } from '../deps.ts'
 import { answerPreflight, withCors } from '../http/cors.ts'
 import { createOutboundFetch, outboundPolicyOf } from '../http/outbound.ts'
+import { type StreamLease, StreamRefused } from '../http/outbound-capacity.ts'
 import { bearerChallenge } from '../mcp/protected-resource.ts'
 import { mcpOriginPolicy, originAndHostCheck } from '../mcp/origin.ts'
 import { CORS_HEADERS, preflight } from '../oauth/http.ts'
@@ -13,7 +14,7 @@ import { sendWithRefresh, UpstreamTokenError } from '../upstreams/upstream-token
 import { findUsableServerBySlug } from '../upstreams/upstream.service.ts'
 import { usableServerCache } from '../upstreams/usable-server-cache.ts'
 import { forward, forwardedRequestHeaders, relayResponse, UpstreamUnavailable } from './proxy.ts'
-import { handleSseUpstream } from './sse-bridge.ts'
+import { BridgeRefused, SseBridge } from './sse-bridge.ts'
 
 /** MCP 2025-11-25: the server needs the user to open a URL first (URL-mode elicitation). */
 const URL_ELICITATION_REQUIRED = -32042
@@ -55,20 +56,55 @@ export interface Passthrough {
   /** A POST, GET or DELETE of `/mcp/servers/{slug}`, CORS included. */
   serve(request: Request, slug: string): Promise<Response>
   resourceOf(slug: string): string
+  /** Ends the SSE-transport sessions this process holds. */
+  close(): Promise<void>
 }
 
-export function createPassthrough(deps: AppDeps): Passthrough {
+const passthroughs = new WeakMap<AppDeps, Passthrough>()
+
+/** The one passthrough of an app: the server's hot path and the app's routes share its sessions. */
+export function passthroughOf(deps: AppDeps): Passthrough {
+  let passthrough = passthroughs.get(deps)
+  if (!passthrough) {
+    passthrough = createPassthrough(deps)
+    passthroughs.set(deps, passthrough)
+  }
+  return passthrough
+}
+
+/** Ends the app's SSE-transport sessions, if any were opened. */
+export async function closePassthrough(deps: AppDeps): Promise<void> {
+  const passthrough = passthroughs.get(deps)
+  passthroughs.delete(deps)
+  await passthrough?.close()
+}
+
+function createPassthrough(deps: AppDeps): Passthrough {
   const { config } = deps
   const checkOriginAndHost = originAndHostCheck(config)
   const allowsOrigin = mcpOriginPolicy(config)
   // Streams stay open as long as they deliver; only the wait for the upstream's answer is capped.
-  const fetchUpstream = createOutboundFetch(outboundPolicyOf(config), {
-    connectTimeoutMs: config.upstreamTimeoutSeconds * 1000,
-    totalTimeoutMs: Number.POSITIVE_INFINITY,
-    maxResponseBytes: Number.POSITIVE_INFINITY,
-    decompress: false,
-  })
+  const fetchUpstream = createOutboundFetch(
+    outboundPolicyOf(config),
+    {
+      connectTimeoutMs: config.upstreamTimeoutSeconds * 1000,
+      totalTimeoutMs: Number.POSITIVE_INFINITY,
+      maxResponseBytes: Number.POSITIVE_INFINITY,
+      decompress: false,
+    },
+    deps.outboundCapacity,
+  )
   const resourceOf = (slug: string) => `${resourcesOf(config.publicUrl).mcp}/servers/${slug}`
+  const bridge = new SseBridge({
+    fetch: fetchUpstream,
+    capacity: deps.outboundCapacity,
+    timeoutMs: config.upstreamTimeoutSeconds * 1000,
+    maxMessageBytes: config.upstreamMaxResponseBytes,
+  })
+  // A server's edit or removal ends its sessions; a user's disconnection, theirs.
+  const unsubscribe = usableServerCache.onInvalidate((change) => {
+    if (change.serverId) bridge.endSessionsOf(change.serverId, change.userId)
+  })
 
   async function handle(request: Request, slug: string): Promise<Response> {
     const refused = checkOriginAndHost(request)
@@ -126,17 +162,17 @@ export function createPassthrough(deps: AppDeps): Passthrough {
 
     if (server.transport === 'sse') {
       try {
-        const response = await handleSseUpstream({
-          request,
-          body,
-          url: server.url,
-          credentials,
-          fetch: fetchUpstream,
-          timeoutMs: config.upstreamTimeoutSeconds * 1000,
-        })
+        const response = await bridge.handle({ request, body, server, userId: principal.user.id, credentials })
         account(response.status >= 400 ? 'client_error' : 'ok', response.status)
         return response
       } catch (error) {
+        if (error instanceof BridgeRefused) {
+          account('stream_refused', 429)
+          return rpcError(429, -32000, `${server.display_name}: ${error.message}`, {
+            id: requestIdOf(body),
+            headers: { 'retry-after': '5' },
+          })
+        }
         account('unavailable', 502)
         const cause = error instanceof Error ? error.message : 'the connection failed'
         return rpcError(502, -32000, `${server.display_name} is unavailable: ${cause}`, { id: requestIdOf(body) })
@@ -154,10 +190,22 @@ export function createPassthrough(deps: AppDeps): Passthrough {
         },
         server.display_name,
       )
+    // A GET is the upstream's event stream, held as long as the client listens: it takes a slot of
+    // the stream budget, refused past the user's, the server's or the process's bound.
+    let lease: StreamLease | undefined
+    if (request.method === 'GET')
+      try {
+        lease = deps.outboundCapacity.acquire({ userId: principal.user.id, serverId: server.id })
+      } catch (error) {
+        if (!(error instanceof StreamRefused)) throw error
+        account('stream_refused', 429)
+        return rpcError(429, -32000, `${server.display_name}: ${error.message}`, { headers: { 'retry-after': '5' } })
+      }
     let upstream: Response
     try {
       upstream = await sendWithRefresh(deps, server, principal.user.id, credentials, send)
     } catch (error) {
+      lease?.release()
       if (error instanceof UpstreamTokenError) {
         account('connect_required', 403)
         return connectRequired(request, server.id, server.display_name, error.message, requestIdOf(body))
@@ -174,6 +222,7 @@ export function createPassthrough(deps: AppDeps): Passthrough {
       throw error
     }
     if (upstream.status === 401) {
+      lease?.release()
       await upstream.body?.cancel().catch(() => {})
       account('upstream_error', 502)
       return rpcError(502, -32000, `${server.display_name} refused the credential Gatehouse sent for you`, {
@@ -181,6 +230,9 @@ export function createPassthrough(deps: AppDeps): Passthrough {
       })
     }
     account(upstream.status >= 500 ? 'upstream_error' : upstream.status >= 400 ? 'client_error' : 'ok', upstream.status)
+    if (lease && upstream.ok && upstream.body)
+      return relayResponse(upstream, deps.outboundCapacity.watch(upstream.body, lease))
+    lease?.release()
     return relayResponse(upstream)
   }
 
@@ -203,6 +255,10 @@ export function createPassthrough(deps: AppDeps): Passthrough {
   return {
     serve: async (request, slug) => withCors(request, await handle(request, slug), allowsOrigin),
     resourceOf,
+    close: async () => {
+      unsubscribe()
+      await bridge.close()
+    },
   }
 }
 
@@ -215,7 +271,7 @@ export function passthroughSlugOf(path: string): string | undefined {
  * The routes, for the API documentation and `app.handle`; a real server answers passthrough
  * requests before the app (see `createRequestHandler`), as they are the hot path.
  */
-export const passthroughModule = (deps: AppDeps, passthrough = createPassthrough(deps)) => {
+export const passthroughModule = (deps: AppDeps, passthrough = passthroughOf(deps)) => {
   const { config } = deps
   const allowsOrigin = mcpOriginPolicy(config)
   const slugParams = t.Object({ slug: t.String({ maxLength: 64 }) })

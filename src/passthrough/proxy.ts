@@ -40,10 +40,10 @@ function returnedHeaders(upstream: Headers): Headers {
  * a streamed response's head only with its first chunk, so without it the client would wait for
  * the upstream's first event to see even the status; SSE parsers skip comments.
  */
-export function relayResponse(upstream: Response): Response {
+export function relayResponse(upstream: Response, source: ReadableStream<Uint8Array> | null = upstream.body): Response {
   const headers = returnedHeaders(upstream.headers)
   const isStream = headers.get('content-type')?.toLowerCase().startsWith('text/event-stream') ?? false
-  const body = isStream && upstream.body ? prependChunk(SSE_COMMENT, upstream.body) : upstream.body
+  const body = isStream && source ? prependChunk(SSE_COMMENT, source) : source
   return new Response(body, { status: upstream.status, statusText: upstream.statusText, headers })
 }
 

@@ -60,6 +60,13 @@ const server = t.Object({
   updated_by: t.Nullable(t.String()),
   created_at: timestamp,
   updated_at: timestamp,
+  last_error: t.Nullable(
+    t.String({
+      description:
+        'Admins only: why the upstream last failed to answer a list (too large, too many entries, an error); null once it answers again',
+    }),
+  ),
+  last_error_at: t.Nullable(timestamp),
   auth_connected: t.Boolean({
     description: 'oauth2: the caller holds a live or refreshable token; every other type: true',
   }),

@@ -34,6 +34,16 @@ export async function updateServer(
   return db.updateTable('mcp_servers').set(update).where('id', '=', id).returningAll().executeTakeFirst()
 }
 
+/** Records (or, with null, clears) why the upstream last failed; `updated_at` stays, so caches keyed by it stay valid. */
+export async function setServerLastError(
+  db: Kysely<Database>,
+  id: string,
+  error: string | null,
+  at: number | null,
+): Promise<void> {
+  await db.updateTable('mcp_servers').set({ last_error: error, last_error_at: at }).where('id', '=', id).execute()
+}
+
 export async function deleteServer(db: Kysely<Database>, id: string): Promise<boolean> {
   const result = await db.deleteFrom('mcp_servers').where('id', '=', id).executeTakeFirst()
   return result.numDeletedRows > 0n

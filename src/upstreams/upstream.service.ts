@@ -119,6 +119,8 @@ export function rowToServer(
     updated_by: row.updated_by,
     created_at: toIsoTime(row.created_at),
     updated_at: toIsoTime(row.updated_at),
+    last_error: redacted ? null : row.last_error,
+    last_error_at: redacted || row.last_error_at === null ? null : toIsoTime(row.last_error_at),
     // As in the seed: only oauth2 needs the user to connect; user_oidc is true even without a link.
     auth_connected: row.auth_type !== 'oauth2' || connection.status === 'connected',
     connection,

@@ -4,6 +4,7 @@ import { testConfig } from '../../src/config.ts'
 import { openDatabase } from '../../src/db/index.ts'
 import { loadMigrationSources } from '../../src/db/migrate.ts'
 import { createOutboundFetch } from '../../src/http/outbound.ts'
+import { outboundCapacityOf } from '../../src/http/outbound-capacity.ts'
 import { createLogger, silentLogger } from '../../src/ops/logger.ts'
 import { HttpMetrics } from '../../src/ops/metrics.ts'
 import { Keyring } from '../../src/secrets/keyring.ts'
@@ -22,6 +23,7 @@ describe('readiness before migrations', () => {
         metrics: new HttpMetrics(),
         keyring: await Keyring.create([TEST_KEY]),
         outboundFetch: createOutboundFetch({ allowPrivate: false }),
+        outboundCapacity: outboundCapacityOf(testConfig({})),
         identityProviders: new Map(),
       })
       const response = await app.handle(new Request('http://localhost/readyz'))

@@ -5,7 +5,8 @@ import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js'
 import { findFreePort } from '../fixtures/cli-process.ts'
 import { remote } from '../fixtures/http.ts'
 import { buildV1Server, DEFAULT_TOOLS } from '../fixtures/upstreams.ts'
-import { bootstrapOwner, startTestServer } from '../setup.ts'
+import { eventually } from '../fixtures/aggregate.ts'
+import { bootstrapOwner, createUserAndLogin, startTestServer } from '../setup.ts'
 
 /**
  * An upstream on the deprecated HTTP+SSE transport (the v1 SDK's SSEServerTransport: a GET event
@@ -34,6 +35,14 @@ async function startSseUpstream() {
   return {
     url: `http://127.0.0.1:${port}/sse`,
     authorizations,
+    /** Upstream SSE connections open now. */
+    open: () => transports.size,
+    /** Sends `count` notifications on every open session's stream, as a noisy server would. */
+    async flood(count: number) {
+      for (const transport of transports.values())
+        for (let i = 0; i < count; i++)
+          await transport.send({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: i } })
+    },
     close: () => new Promise<void>((resolve) => http.close(() => resolve())),
   }
 }
@@ -100,5 +109,92 @@ describe('an HTTP+SSE upstream through /mcp/servers/{slug}', () => {
       body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
     })
     expect(response.status).toBe(404)
+  })
+
+  describe('sessions', () => {
+    let alice: { id: string; token: string }
+    let bob: { id: string; token: string }
+    let otherId: string
+
+    async function rpc(slug: string, token: string, message: unknown, sessionId?: string) {
+      return fetch(`${gatehouse.url}/mcp/servers/${slug}`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          ...(sessionId ? { 'mcp-session-id': sessionId } : {}),
+        },
+        body: JSON.stringify(message),
+      })
+    }
+
+    async function openSession(slug: string, token: string): Promise<string> {
+      const response = await rpc(slug, token, {
+        jsonrpc: '2.0',
+        id: 0,
+        method: 'initialize',
+        params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+      })
+      expect(response.status).toBe(200)
+      await response.body?.cancel()
+      return response.headers.get('mcp-session-id')!
+    }
+
+    const listTools = { jsonrpc: '2.0', id: 1, method: 'tools/list' }
+
+    beforeAll(async () => {
+      alice = await createUserAndLogin(remote(gatehouse.url), owner.token, 'alice')
+      bob = await createUserAndLogin(remote(gatehouse.url), owner.token, 'bob')
+      const created = await fetch(`${gatehouse.url}/api/v1/mcp/servers`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${owner.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          display_name: 'Legacy too',
+          slug: 'legacy-too',
+          url: upstream.url,
+          transport: 'sse',
+          enabled: true,
+          forward_identity_headers: true,
+        }),
+      })
+      otherId = (await created.json()).id
+    })
+
+    it('serves a session only to the user who opened it, on the server it was opened for', async () => {
+      const session = await openSession('legacy-too', alice.token)
+      expect((await rpc('legacy-too', bob.token, listTools, session)).status).toBe(404)
+      expect((await rpc('legacy', alice.token, listTools, session)).status).toBe(404)
+      const own = await rpc('legacy-too', alice.token, listTools, session)
+      expect(own.status).toBe(200)
+      expect((await own.json()).result.tools.map((tool: { name: string }) => tool.name)).toEqual(['echo', 'add'])
+    })
+
+    it('ends a server’s sessions when the server is changed, at the upstream too', async () => {
+      const session = await openSession('legacy-too', alice.token)
+      const openBefore = upstream.open()
+      const patched = await fetch(`${gatehouse.url}/api/v1/mcp/servers/${otherId}`, {
+        method: 'PATCH',
+        headers: { authorization: `Bearer ${owner.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ enabled: false }),
+      })
+      expect(patched.status).toBe(200)
+      await eventually(async () => (upstream.open() < openBefore ? true : undefined), 'the upstream session to close')
+      await fetch(`${gatehouse.url}/api/v1/mcp/servers/${otherId}`, {
+        method: 'PATCH',
+        headers: { authorization: `Bearer ${owner.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ enabled: true }),
+      })
+      expect((await rpc('legacy-too', alice.token, listTools, session)).status).toBe(404)
+    })
+
+    it('ends a session whose upstream floods it while the client has no stream open', async () => {
+      const session = await openSession('legacy-too', bob.token)
+      await upstream.flood(1500)
+      await eventually(
+        async () => ((await rpc('legacy-too', bob.token, listTools, session)).status === 404 ? true : undefined),
+        'the flooded session to end',
+      )
+    })
   })
 })
