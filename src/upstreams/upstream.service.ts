@@ -87,7 +87,7 @@ export function isSelected(row: Pick<McpServerRow, 'availability'>, choice: bool
 export function rowToServer(
   row: McpServerRow,
   view: View,
-  user: { token?: McpServerUserTokenRow; oidcLink?: UserLinkRow; choice?: boolean; now: number },
+  user: { token?: McpServerUserTokenRow; oidcLink?: UserLinkRow; choice?: boolean; now: number; member?: boolean },
 ): UpstreamServerDto {
   const connection = connectionOf(row, user.token, user.oidcLink, user.now)
   const redacted = view === 'redacted'
@@ -122,53 +122,90 @@ export function rowToServer(
     // As in the seed: only oauth2 needs the user to connect; user_oidc is true even without a link.
     auth_connected: row.auth_type !== 'oauth2' || connection.status === 'connected',
     connection,
-    selected: isSelected(row, user.choice),
+    selected: user.member !== false && isSelected(row, user.choice),
   }
 }
 
-/** The organizations the principal belongs to, with the effective role in each; the owner administers all. */
-async function rolesOf(db: Kysely<Database>, principal: Principal): Promise<'all' | Map<string, 'admin' | 'member'>> {
-  if (principal.user.role === 'owner') return 'all'
+/**
+ * What a principal may do with each organization's servers: manage them by their effective role
+ * (`roles`; the owner administers every organization), use them only as a member (`memberships`).
+ * Site-wide roles manage, they do not consume: the owner's identity and credentials reach only the
+ * upstreams of the organizations they joined, never those another organization's admin points
+ * at whatever address they like.
+ */
+interface Access {
+  roles: 'all' | Map<string, 'admin' | 'member'>
+  memberships: Set<string>
+}
+
+async function accessOf(db: Kysely<Database>, principal: Principal): Promise<Access> {
+  const memberships = await listMembershipsOfUser(db, principal.user.id)
+  const ids = new Set(memberships.map((membership) => membership.id))
+  if (principal.user.role === 'owner') return { roles: 'all', memberships: ids }
   const roles = new Map<string, 'admin' | 'member'>()
-  for (const membership of await listMembershipsOfUser(db, principal.user.id)) {
+  for (const membership of memberships) {
     const role = organizationRoleOf(principal.user, membership, membership.member_role)
     if (role) roles.set(membership.id, role)
   }
-  return roles
+  return { roles, memberships: ids }
 }
 
-function viewOf(roles: 'all' | Map<string, 'admin' | 'member'>, row: McpServerRow): View | undefined {
-  const role = roles === 'all' ? 'admin' : roles.get(row.organization_id)
+function viewOf(access: Access, row: McpServerRow): View | undefined {
+  const role = access.roles === 'all' ? 'admin' : access.roles.get(row.organization_id)
   if (role === 'admin') return 'full'
   if (role === 'member' && row.enabled === 1) return 'redacted'
   return undefined
 }
 
-async function withUserState(deps: UpstreamDeps, principal: Principal, rows: [McpServerRow, View][]) {
-  const ids = rows.map(([row]) => row.id)
+/** Whether the principal may use the server: enabled and of one of their organizations. */
+function isUsable(access: Access, row: McpServerRow): boolean {
+  return row.enabled === 1 && access.memberships.has(row.organization_id)
+}
+
+/**
+ * The servers with the caller's connection and choice. A server of an organization the caller
+ * manages without being a member (the owner's view of other organizations) shows no connection
+ * and `selected: false`: nothing of theirs is refreshed for it or sent to it.
+ */
+async function withUserState(deps: UpstreamDeps, principal: Principal, access: Access, rows: [McpServerRow, View][]) {
+  const member = (row: McpServerRow) => access.memberships.has(row.organization_id)
+  const ids = rows.flatMap(([row]) => (member(row) ? [row.id] : []))
   // As in the seed: expired tokens are refreshed (in parallel, time-capped) so the status is true.
   const stored = await listUserTokens(deps.db, principal.user.id, ids)
   const servers = new Map(rows.map(([row]) => [row.id, row]))
   const tokens = new Map((await refreshExpiredForListing(deps, servers, stored)).map((t) => [t.server_id, t]))
   const choices = await listSelections(deps.db, principal.user.id, ids)
-  const oidcLink = rows.some(([row]) => row.auth_type === 'user_oidc')
+  const oidcLink = rows.some(([row]) => row.auth_type === 'user_oidc' && member(row))
     ? await findLink(deps.db, principal.user.id, 'oidc')
     : undefined
   const now = nowSeconds()
   return rows.map(([row, view]) =>
-    rowToServer(row, view, { token: tokens.get(row.id), oidcLink, choice: choices.get(row.id), now }),
+    member(row)
+      ? rowToServer(row, view, { token: tokens.get(row.id), oidcLink, choice: choices.get(row.id), now })
+      : rowToServer(row, view, { now, member: false }),
   )
 }
 
-/** Org admins: every server of their organizations; members: the enabled ones, redacted. */
-export async function listVisibleServers(deps: UpstreamDeps, principal: Principal): Promise<UpstreamServerDto[]> {
-  const roles = await rolesOf(deps.db, principal)
-  const rows = await listServers(deps.db, roles === 'all' ? 'all' : [...roles.keys()])
+/**
+ * Org admins: every server of their organizations; members: the enabled ones, redacted. With
+ * `use`, only the servers the caller may use (enabled, of their organizations), as the
+ * connections page lists them.
+ */
+export async function listVisibleServers(
+  deps: UpstreamDeps,
+  principal: Principal,
+  purpose: 'view' | 'use' = 'view',
+): Promise<UpstreamServerDto[]> {
+  const access = await accessOf(deps.db, principal)
+  const rows =
+    purpose === 'use'
+      ? await listServers(deps.db, [...access.memberships], { enabledOnly: true })
+      : await listServers(deps.db, access.roles === 'all' ? 'all' : [...access.roles.keys()])
   const visible = rows.flatMap((row) => {
-    const view = viewOf(roles, row)
-    return view ? [[row, view] as [McpServerRow, View]] : []
+    const view = viewOf(access, row)
+    return view && (purpose === 'view' || isUsable(access, row)) ? [[row, view] as [McpServerRow, View]] : []
   })
-  return withUserState(deps, principal, visible)
+  return withUserState(deps, principal, access, visible)
 }
 
 /** A server of the user's `/mcp`, and whether its tools can be listed or the user must connect it first. */
@@ -179,15 +216,14 @@ export interface AggregatedServer {
 }
 
 /**
- * The servers of the user's `/mcp` (DESIGN.md, "Serving upstreams"): enabled, in one of their
- * organizations (any for the owner), and `force_on`, `default_on` not deselected or `default_off`
- * selected; in slug order, so the aggregated lists are the same on every replica.
+ * The servers of the user's `/mcp` (DESIGN.md, "Serving upstreams"): enabled, in one of the
+ * organizations they are a member of (whatever their site role), and `force_on`, `default_on` not
+ * deselected or `default_off` selected; in slug order, so the aggregated lists are the same on
+ * every replica.
  */
 export async function aggregatedServers(deps: UpstreamDeps, principal: Principal): Promise<AggregatedServer[]> {
-  const roles = await rolesOf(deps.db, principal)
-  const rows = (await listServers(deps.db, roles === 'all' ? 'all' : [...roles.keys()], { enabledOnly: true })).filter(
-    (row) => viewOf(roles, row),
-  )
+  const { memberships } = await accessOf(deps.db, principal)
+  const rows = await listServers(deps.db, [...memberships], { enabledOnly: true })
   const ids = rows.map((row) => row.id)
   const choices = await listSelections(deps.db, principal.user.id, ids)
   const selected = rows.filter((row) => isSelected(row, choices.get(row.id)))
@@ -206,8 +242,8 @@ export async function aggregatedServers(deps: UpstreamDeps, principal: Principal
 }
 
 /**
- * The server a principal may use by its slug: enabled and in one of their organizations (any for
- * the owner). What they may not use is undefined, exactly as what does not exist.
+ * The server a principal may use by its slug: enabled and in one of the organizations they are a
+ * member of (the owner too). What they may not use is undefined, exactly as what does not exist.
  */
 export async function findUsableServerBySlug(
   deps: UpstreamDeps,
@@ -216,26 +252,33 @@ export async function findUsableServerBySlug(
 ): Promise<McpServerRow | undefined> {
   const row = await findServerBySlug(deps.db, slug)
   if (!row || row.enabled !== 1) return undefined
-  return viewOf(await rolesOf(deps.db, principal), row) ? row : undefined
+  return isUsable(await accessOf(deps.db, principal), row) ? row : undefined
 }
 
-/** A server the principal may see, and how; anything else is 404, as for an ID that does not exist. */
+/**
+ * A server the principal may see, and how; anything else is 404, as for an ID that does not
+ * exist. `manage` needs the organization's admin role; `use` (connect, select) needs membership,
+ * which the owner, who sees every organization's servers, may lack: that is a 403 naming it.
+ */
 export async function findVisibleServer(
   deps: UpstreamDeps,
   principal: Principal,
   id: string,
-  access: 'view' | 'manage' = 'view',
+  purpose: 'view' | 'manage' | 'use' = 'view',
 ): Promise<{ row: McpServerRow; view: View }> {
   const row = await findServerById(deps.db, id)
-  const view = row ? viewOf(await rolesOf(deps.db, principal), row) : undefined
-  if (!row || !view) throw new ApiError(404, 'MCP server not found')
-  if (access === 'manage' && view !== 'full')
+  const access = row ? await accessOf(deps.db, principal) : undefined
+  const view = row && access ? viewOf(access, row) : undefined
+  if (!row || !access || !view) throw new ApiError(404, 'MCP server not found')
+  if (purpose === 'manage' && view !== 'full')
     throw new ApiError(403, "Managing this MCP server requires its organization's admin role")
+  if (purpose === 'use' && !access.memberships.has(row.organization_id))
+    throw new ApiError(403, `Using ${row.display_name} requires membership of its organization`)
   return { row, view }
 }
 
 export async function presentServer(deps: UpstreamDeps, principal: Principal, row: McpServerRow, view: View) {
-  return (await withUserState(deps, principal, [[row, view]]))[0]
+  return (await withUserState(deps, principal, await accessOf(deps.db, principal), [[row, view]]))[0]
 }
 
 /** The columns each auth type owns; leaving the type clears them (and, for oauth2, the users' tokens). */
