@@ -353,6 +353,15 @@ function planColumns(input: UpdateServerInput, existing: McpServerRow | undefine
 
   const authType = columns.auth_type ?? existing?.auth_type ?? 'none'
   const typeChanged = existing !== undefined && authType !== existing.auth_type
+  // Read before the type's columns are cleared: only what the request itself changed moves a server.
+  const moved = existing ? ADDRESS_FIELDS.filter((name) => name in columns && columns[name] !== existing[name]) : []
+  const rediscover =
+    existing?.auth_type === 'oauth2' &&
+    !typeChanged &&
+    existing.oauth2_registration !== 'manual' &&
+    moved.includes('url') &&
+    [...CLIENT_FIELDS, 'oauth2_client_secret' as const].every((name) => input[name] === undefined)
+  if (existing) checkSecretsFollow(input, existing, { moved, typeChanged, rediscover })
   if (typeChanged && existing.auth_type === 'oauth2')
     Object.assign(columns, { ...OAUTH2_COLUMNS, ...pick(columns, OAUTH2_COLUMNS) })
   if (typeChanged && existing.auth_type === 'api_key')
@@ -384,7 +393,70 @@ function planColumns(input: UpdateServerInput, existing: McpServerRow | undefine
           ? 0
           : 1,
   })
-  return { columns, secrets: { clientSecret, apiKey, customHeaders }, mode, authType, typeChanged }
+  return { columns, secrets: { clientSecret, apiKey, customHeaders }, mode, authType, typeChanged, rediscover }
+}
+
+/** Where a server's stored secrets are sent: changing one of these moves them somewhere new. */
+const ADDRESS_FIELDS = ['url', 'oauth2_auth_url', 'oauth2_token_url'] as const
+/** The client settings an admin sets by hand instead of discovery. */
+const CLIENT_FIELDS = ['oauth2_client_id', 'oauth2_auth_url', 'oauth2_token_url'] as const
+
+/**
+ * Stored secrets never follow a change of address: when a PATCH changes `url`,
+ * `oauth2_auth_url` or `oauth2_token_url`, the API key, the custom headers and the OAuth client
+ * secret the server holds must be sent again in the same request (an empty
+ * `oauth2_client_secret` for a client without one), and client settings set by hand on a
+ * discovered server never take over the secret of Gatehouse's own registration. Otherwise anyone
+ * who may edit the row could point it at their own endpoint and receive a secret that is
+ * write-only everywhere else.
+ *
+ * The request is refused (422 naming the fields) rather than the secrets dropped: a PATCH that
+ * silently switched a server's authentication off would surprise, and a refusal changes nothing
+ * and loses nothing. A discovered server whose `url` changes, with no client settings in the
+ * request, is discovered and registered again instead (`rediscover`), as its authorization server
+ * may have changed with it; its new secret comes from that registration.
+ */
+function checkSecretsFollow(
+  input: UpdateServerInput,
+  existing: McpServerRow,
+  change: { moved: string[]; typeChanged: boolean; rediscover: boolean },
+): void {
+  const { moved, typeChanged, rediscover } = change
+  // A type change clears the old type's secrets itself; the new type's come with the request.
+  const sameType = !typeChanged
+  const keepsHeaders = sameType || existing.auth_type !== 'custom_headers'
+  const moving = moved.length > 0
+  const stale: string[] = []
+  if (moving && keepsHeaders && existing.custom_headers !== null && input.custom_headers === undefined)
+    stale.push('custom_headers')
+  if (
+    moving &&
+    sameType &&
+    existing.auth_type === 'api_key' &&
+    existing.api_key_value !== null &&
+    input.api_key_value === undefined
+  )
+    stale.push('api_key_value')
+  const keepsSecret =
+    sameType && existing.auth_type === 'oauth2' && existing.oauth2_client_secret !== null && !rediscover
+  const discovered = existing.oauth2_registration !== 'manual'
+  const byHand = discovered ? CLIENT_FIELDS.filter((name) => input[name] !== undefined) : []
+  const inherits = keepsSecret && input.oauth2_client_secret === undefined && byHand.length > 0
+  if (keepsSecret && input.oauth2_client_secret === undefined && (moving || inherits))
+    stale.push('oauth2_client_secret')
+  if (stale.length === 0) return
+  const reasons = [...new Set([...moved, ...(inherits ? byHand : [])])]
+  const detailOf = (field: string) =>
+    field === 'oauth2_client_secret' && inherits
+      ? "must be sent with client settings set by hand (empty for a client without one): the secret of Gatehouse's own registration does not carry over"
+      : `must be sent again when ${moved.join(' or ')} changes: a stored secret is never sent to a new address`
+  throw new ApiError(
+    422,
+    `${stale.join(' and ')} must be sent ${inherits ? '' : 'again '}along with the new ${reasons.join(' and ')}`,
+    'Send the secrets in the same request as the change; an empty oauth2_client_secret stands for a client without one',
+    {},
+    stale.map((field) => ({ field, detail: detailOf(field) })),
+  )
 }
 
 /** The entries of `values` whose keys `template` names: the columns the request itself set. */
@@ -512,7 +584,8 @@ export async function createServer(
 /**
  * A partial update. Changing `auth_type` clears the previous type's settings and secrets in the
  * same transaction (and, leaving oauth2, every user's tokens for the server). A change that ends
- * in oauth2 without client settings runs discovery, as on creation.
+ * in oauth2 without client settings runs discovery, as on creation, and so does a new `url` for a
+ * discovered server. A change of address needs the stored secrets sent again (`checkSecretsFollow`).
  */
 export async function updateServerConfig(
   deps: UpstreamDeps,
@@ -524,7 +597,7 @@ export async function updateServerConfig(
   const plan = planColumns(input, existing)
   const sealed = await sealSecrets(deps.keyring, id, plan.secrets)
   // Discovery runs before anything is written, so a failure leaves the server as it was.
-  if (plan.mode === 'discover' && plan.typeChanged) {
+  if ((plan.mode === 'discover' && plan.typeChanged) || plan.rediscover) {
     const merged = { ...existing, ...plan.columns } as McpServerRow
     const result = await discover(deps, merged)
     Object.assign(plan.columns, discoveredColumns(result, merged.oauth2_scopes))

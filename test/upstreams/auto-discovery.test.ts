@@ -175,6 +175,62 @@ describe('registering an oauth2 server by discovery', () => {
     expect(await ctx.db.selectFrom('mcp_server_user_tokens').selectAll().execute()).toEqual([])
   })
 
+  it('never carries the registered secret over to client settings set by hand', async () => {
+    const as = await track(startOAuthServer())
+    const upstream = await track(startV2McpServer({ protectedBy: as.protect() }))
+    const { body: server } = await create(upstream.url)
+    const [before] = await rows()
+    for (const change of [{ oauth2_token_url: `${as.issuer}steal` }, { oauth2_client_id: 'chosen-by-hand' }]) {
+      const refused = await call('PATCH', `/servers/${server.id}`, change)
+      expect(refused.status).toBe(422)
+      expect(refused.body.message).toBe(
+        `oauth2_client_secret must be sent along with the new ${Object.keys(change)[0]}`,
+      )
+      expect(refused.body.validations.map((v: { field: string }) => v.field)).toEqual(['oauth2_client_secret'])
+    }
+    expect(await rows()).toEqual([before])
+    const byHand = await call('PATCH', `/servers/${server.id}`, {
+      oauth2_client_id: 'chosen-by-hand',
+      oauth2_client_secret: 'secret-chosen-by-hand',
+    })
+    expect(byHand.status).toBe(200)
+    expect(byHand.body).toMatchObject({ oauth2_registration: 'manual', has_oauth2_secret: true })
+    const [row] = await rows()
+    expect((await openServerSecrets(ctx.deps.keyring, row)).oauth2ClientSecret).toBe('secret-chosen-by-hand')
+  })
+
+  it('discovers and registers again when a discovered server’s URL changes, and changes nothing when that fails', async () => {
+    const first = await track(startOAuthServer())
+    const firstUpstream = await track(startV2McpServer({ protectedBy: first.protect() }))
+    const { body: server } = await create(firstUpstream.url)
+    await ctx.db
+      .insertInto('mcp_server_user_tokens')
+      .values({ server_id: server.id, user_id: owner.id, access_token: 'test1:x', created_at: 0, updated_at: 0 })
+      .execute()
+    const second = await track(startOAuthServer())
+    const secondUpstream = await track(startV2McpServer({ protectedBy: second.protect() }))
+    const moved = await call('PATCH', `/servers/${server.id}`, { url: secondUpstream.url })
+    expect(moved.status).toBe(200)
+    expect(moved.body).toMatchObject({
+      url: secondUpstream.url,
+      oauth2_registration: 'dynamic',
+      oauth2_token_url: `${second.issuer}token`,
+      has_oauth2_secret: true,
+    })
+    const registered = second.clients.get(moved.body.oauth2_client_id)!
+    expect(registered).toBeDefined()
+    const [row] = await rows()
+    expect(row).toMatchObject({ oauth2_issuer: second.issuer, oauth2_resource: secondUpstream.url })
+    expect((await openServerSecrets(ctx.deps.keyring, row)).oauth2ClientSecret).toBe(registered.client_secret)
+    expect(await ctx.db.selectFrom('mcp_server_user_tokens').selectAll().execute()).toEqual([])
+
+    const bare = await track(startV2McpServer())
+    const failed = await call('PATCH', `/servers/${server.id}`, { url: bare.url })
+    expect(failed.status).toBe(400)
+    expect(failed.body.message).toStartWith('OAuth2 discovery failed:')
+    expect(await rows()).toEqual([row])
+  })
+
   it('refuses to rediscover a server that is not oauth2', async () => {
     const plain = await call('POST', '/servers', { display_name: 'P', slug: 'plain', url: 'https://mcp.example/mcp' })
     const again = await call('POST', `/servers/${plain.body.id}/oauth2/rediscover`)
