@@ -503,7 +503,11 @@ async function discover(deps: UpstreamDeps, row: McpServerRow): Promise<Discover
       fetch: deps.outboundFetch,
       clientMetadataUrl: clientMetadataUrlOf(deps.config.publicUrl),
       clientName: `Gatehouse (${host})`,
-      registrations: createRegistrationStore(deps.db, deps.keyring, new URL(deps.config.publicUrl).origin),
+      // The organization's own registrations only: a client is never shared across organizations.
+      registrations: createRegistrationStore(deps.db, deps.keyring, {
+        organizationId: row.organization_id,
+        gatehouseOrigin: new URL(deps.config.publicUrl).origin,
+      }),
     })
   } catch (error) {
     if (!(error instanceof DiscoveryError)) throw error
