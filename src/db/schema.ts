@@ -170,6 +170,8 @@ export interface McpServerSelectionsTable {
 
 export interface UpstreamOAuthClientsTable {
   id: string
+  /** The organization whose servers use the client; never shared with another organization. */
+  organization_id: string
   issuer: string
   gatehouse_origin: string
   client_id: string

@@ -52,7 +52,7 @@ export async function startConnect(
   serverId: string,
   returnTo: string | undefined,
 ): Promise<URL> {
-  const { row } = await findVisibleServer(deps, principal, serverId)
+  const { row } = await findVisibleServer(deps, principal, serverId, 'use')
   assertConnectable(row)
   const client = upstreamClientOf(row, (await openServerSecrets(deps.keyring, row)).oauth2ClientSecret)
   const state = generateSecret()
@@ -111,7 +111,7 @@ export async function finishConnect(
   if (state.server_id !== serverId || state.user_id !== principal.user.id)
     throw new ApiError(400, 'This sign-in was started by another user or for another server; start connecting again')
   if (state.expires_at <= nowSeconds()) throw new ApiError(400, 'This sign-in took too long; start connecting again')
-  const { row } = await findVisibleServer(deps, principal, serverId)
+  const { row } = await findVisibleServer(deps, principal, serverId, 'use')
   assertConnectable(row)
   const client = upstreamClientOf(row, (await openServerSecrets(deps.keyring, row)).oauth2ClientSecret)
   // RFC 9207 needs the issuer; a manually configured server has none stored, so iss is not checked there.
@@ -193,7 +193,7 @@ export async function setSelection(
   serverId: string,
   selected: boolean,
 ): Promise<McpServerRow> {
-  const { row } = await findVisibleServer(deps, principal, serverId)
+  const { row } = await findVisibleServer(deps, principal, serverId, 'use')
   if (row.availability === 'force_on') return row
   await deps.db
     .insertInto('mcp_server_selections')

@@ -31,9 +31,12 @@ export function connectLinkOf(publicUrl: string, serverId: string): string {
   return `${publicUrl}/connections?connect=${encodeURIComponent(serverId)}`
 }
 
-/** The servers the user may use (enabled; an admin also sees disabled ones elsewhere), as the page lists them. */
+/**
+ * The servers the user may use, as the page lists them: enabled, of the organizations they are a
+ * member of (an admin also sees disabled ones, and the owner other organizations', elsewhere).
+ */
 export async function listUsableServers(deps: AppDeps, principal: Principal): Promise<UpstreamServerDto[]> {
-  return (await listVisibleServers(deps, principal)).filter((server) => server.enabled)
+  return listVisibleServers(deps, principal, 'use')
 }
 
 /**

@@ -19,8 +19,9 @@ import { OutboundError, type OutboundFetch } from '../http/outbound.ts'
  * auto-discovery"), following the MCP authorization spec: the upstream's 401 challenge names its
  * protected resource metadata (RFC 9728 §5.1), that names the authorization server, whose
  * metadata (RFC 8414, or OpenID Connect Discovery) says how Gatehouse gets a client there: a
- * Client ID Metadata Document, or dynamic registration (RFC 7591), kept per issuer and updated
- * with RFC 7592 when another server behind the same issuer needs its callback added.
+ * Client ID Metadata Document, or dynamic registration (RFC 7591), kept per organization and
+ * issuer and updated with RFC 7592 when another of the organization's servers behind the same
+ * issuer needs its callback added.
  *
  * The MCP SDK client's functions do the discovery and the registration. What they lack is written
  * here: the retry without a failing challenge URL, the `resource` check, the CIMD branch, the
@@ -28,7 +29,11 @@ import { OutboundError, type OutboundFetch } from '../http/outbound.ts'
  * Every request goes through the caller's `fetch`, the outbound guard.
  */
 
-/** Clients Gatehouse registered at upstream authorization servers, one per issuer. */
+/**
+ * Clients Gatehouse registered at upstream authorization servers, one per issuer, for the servers
+ * of one organization: what a store finds, and the client RFC 7592 updates, is never another
+ * organization's.
+ */
 export interface RegistrationStore {
   find(issuer: string): Promise<StoredRegistration | undefined>
   /** Inserts or replaces the registration of `registration.issuer`. */
@@ -285,9 +290,10 @@ type ObtainedClient = Pick<DiscoveryResult, 'clientId' | 'clientSecret' | 'token
 
 /**
  * A client at the authorization server: Gatehouse's metadata document URL when the server takes
- * one (no registration, nothing stored), else the registration kept for this issuer when it
- * already lists the callback, else that registration updated (RFC 7592), else a new one. Only a
- * new one needs the registration endpoint, so a kept client outlives a server closing registration.
+ * one (no registration, nothing stored), else the organization's registration kept for this
+ * issuer when it already lists the callback, else that registration updated (RFC 7592), else a
+ * new one. Only a new one needs the registration endpoint, so a kept client outlives a server
+ * closing registration.
  */
 async function obtainClient(input: DiscoveryInput, metadata: ServerMetadata, scopes: string): Promise<ObtainedClient> {
   const acceptsDocuments = metadata.client_id_metadata_document_supported === true

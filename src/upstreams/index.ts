@@ -182,7 +182,7 @@ export const upstreamsModule = (deps: AppDeps) =>
         auth: true,
         params: idParams,
         body: t.Object({ selected: t.Boolean() }),
-        response: { 200: 'upstreams.server', 404: 'api.error' },
+        response: { 200: 'upstreams.server', 403: 'api.error', 404: 'api.error' },
         detail: { summary: 'Include the server in your /mcp or leave it out (force_on servers stay in)' },
       },
     )

@@ -7,20 +7,27 @@ import type { RegistrationStore, StoredRegistration } from './discovery.ts'
 
 type SealedColumn = 'client_secret' | 'registration_access_token'
 
+/** Whose registration: one organization's, at one issuer, for one Gatehouse origin. */
+export interface RegistrationKey {
+  organizationId: string
+  issuer: string
+  gatehouseOrigin: string
+}
+
 export async function findUpstreamOAuthClient(
   db: Kysely<Database>,
-  issuer: string,
-  gatehouseOrigin: string,
+  key: RegistrationKey,
 ): Promise<UpstreamOAuthClientRow | undefined> {
   return db
     .selectFrom('upstream_oauth_clients')
     .selectAll()
-    .where('issuer', '=', issuer)
-    .where('gatehouse_origin', '=', gatehouseOrigin)
+    .where('organization_id', '=', key.organizationId)
+    .where('issuer', '=', key.issuer)
+    .where('gatehouse_origin', '=', key.gatehouseOrigin)
     .executeTakeFirst()
 }
 
-/** Inserts unless the (issuer, origin) pair already has a row; true when it inserted. */
+/** Inserts unless the key already has a row; true when it inserted. */
 export async function insertUpstreamOAuthClient(
   db: Kysely<Database>,
   row: Insertable<UpstreamOAuthClientsTable>,
@@ -28,7 +35,7 @@ export async function insertUpstreamOAuthClient(
   const result = await db
     .insertInto('upstream_oauth_clients')
     .values(row)
-    .onConflict((oc) => oc.columns(['issuer', 'gatehouse_origin']).doNothing())
+    .onConflict((oc) => oc.columns(['organization_id', 'issuer', 'gatehouse_origin']).doNothing())
     .executeTakeFirst()
   return (result.numInsertedOrUpdatedRows ?? 0n) > 0n
 }
@@ -99,8 +106,12 @@ async function registrationColumns(keyring: Keyring, id: string, registration: S
 }
 
 /**
- * The registrations Gatehouse made at upstream authorization servers, one per issuer and
- * Gatehouse origin (a client's redirect URIs are on one origin), secrets sealed to their row.
+ * The registrations Gatehouse made at upstream authorization servers for one organization's
+ * servers, one per issuer and Gatehouse origin (a client's redirect URIs are on one origin),
+ * secrets sealed to their row. Servers of one organization share a client; another
+ * organization's servers never see it, neither its secret nor a callback added to it (RFC 7592),
+ * as each organization's admins may point a server at any address and the users of every other
+ * organization rely on their own client.
  *
  * A row keeps its ID for life, because its sealed values are bound to it: `save` inserts a new
  * row only when there is none, and otherwise rewrites the existing one sealed to its ID, so two
@@ -109,22 +120,31 @@ async function registrationColumns(keyring: Keyring, id: string, registration: S
 export function createRegistrationStore(
   db: Kysely<Database>,
   keyring: Keyring,
-  gatehouseOrigin: string,
+  scope: { organizationId: string; gatehouseOrigin: string },
 ): RegistrationStore {
+  const keyOf = (issuer: string): RegistrationKey => ({ ...scope, issuer })
   return {
     async find(issuer) {
-      const row = await findUpstreamOAuthClient(db, issuer, gatehouseOrigin)
+      const row = await findUpstreamOAuthClient(db, keyOf(issuer))
       return row ? rowToRegistration(keyring, row) : undefined
     },
     async save(registration) {
       const now = nowSeconds()
-      let existing = await findUpstreamOAuthClient(db, registration.issuer, gatehouseOrigin)
+      const key = keyOf(registration.issuer)
+      let existing = await findUpstreamOAuthClient(db, key)
       if (!existing) {
         const id = crypto.randomUUID()
         const columns = await registrationColumns(keyring, id, registration, now)
-        const row = { id, issuer: registration.issuer, gatehouse_origin: gatehouseOrigin, ...columns, created_at: now }
+        const row = {
+          id,
+          organization_id: key.organizationId,
+          issuer: key.issuer,
+          gatehouse_origin: key.gatehouseOrigin,
+          ...columns,
+          created_at: now,
+        }
         if (await insertUpstreamOAuthClient(db, row)) return
-        existing = await findUpstreamOAuthClient(db, registration.issuer, gatehouseOrigin)
+        existing = await findUpstreamOAuthClient(db, key)
         if (!existing) throw new Error(`the registration for ${registration.issuer} vanished while it was saved`)
       }
       await updateUpstreamOAuthClient(

@@ -87,7 +87,7 @@ export function isSelected(row: Pick<McpServerRow, 'availability'>, choice: bool
 export function rowToServer(
   row: McpServerRow,
   view: View,
-  user: { token?: McpServerUserTokenRow; oidcLink?: UserLinkRow; choice?: boolean; now: number },
+  user: { token?: McpServerUserTokenRow; oidcLink?: UserLinkRow; choice?: boolean; now: number; member?: boolean },
 ): UpstreamServerDto {
   const connection = connectionOf(row, user.token, user.oidcLink, user.now)
   const redacted = view === 'redacted'
@@ -124,53 +124,90 @@ export function rowToServer(
     // As in the seed: only oauth2 needs the user to connect; user_oidc is true even without a link.
     auth_connected: row.auth_type !== 'oauth2' || connection.status === 'connected',
     connection,
-    selected: isSelected(row, user.choice),
+    selected: user.member !== false && isSelected(row, user.choice),
   }
 }
 
-/** The organizations the principal belongs to, with the effective role in each; the owner administers all. */
-async function rolesOf(db: Kysely<Database>, principal: Principal): Promise<'all' | Map<string, 'admin' | 'member'>> {
-  if (principal.user.role === 'owner') return 'all'
+/**
+ * What a principal may do with each organization's servers: manage them by their effective role
+ * (`roles`; the owner administers every organization), use them only as a member (`memberships`).
+ * Site-wide roles manage, they do not consume: the owner's identity and credentials reach only the
+ * upstreams of the organizations they joined, never those another organization's admin points
+ * at whatever address they like.
+ */
+interface Access {
+  roles: 'all' | Map<string, 'admin' | 'member'>
+  memberships: Set<string>
+}
+
+async function accessOf(db: Kysely<Database>, principal: Principal): Promise<Access> {
+  const memberships = await listMembershipsOfUser(db, principal.user.id)
+  const ids = new Set(memberships.map((membership) => membership.id))
+  if (principal.user.role === 'owner') return { roles: 'all', memberships: ids }
   const roles = new Map<string, 'admin' | 'member'>()
-  for (const membership of await listMembershipsOfUser(db, principal.user.id)) {
+  for (const membership of memberships) {
     const role = organizationRoleOf(principal.user, membership, membership.member_role)
     if (role) roles.set(membership.id, role)
   }
-  return roles
+  return { roles, memberships: ids }
 }
 
-function viewOf(roles: 'all' | Map<string, 'admin' | 'member'>, row: McpServerRow): View | undefined {
-  const role = roles === 'all' ? 'admin' : roles.get(row.organization_id)
+function viewOf(access: Access, row: McpServerRow): View | undefined {
+  const role = access.roles === 'all' ? 'admin' : access.roles.get(row.organization_id)
   if (role === 'admin') return 'full'
   if (role === 'member' && row.enabled === 1) return 'redacted'
   return undefined
 }
 
-async function withUserState(deps: UpstreamDeps, principal: Principal, rows: [McpServerRow, View][]) {
-  const ids = rows.map(([row]) => row.id)
+/** Whether the principal may use the server: enabled and of one of their organizations. */
+function isUsable(access: Access, row: McpServerRow): boolean {
+  return row.enabled === 1 && access.memberships.has(row.organization_id)
+}
+
+/**
+ * The servers with the caller's connection and choice. A server of an organization the caller
+ * manages without being a member (the owner's view of other organizations) shows no connection
+ * and `selected: false`: nothing of theirs is refreshed for it or sent to it.
+ */
+async function withUserState(deps: UpstreamDeps, principal: Principal, access: Access, rows: [McpServerRow, View][]) {
+  const member = (row: McpServerRow) => access.memberships.has(row.organization_id)
+  const ids = rows.flatMap(([row]) => (member(row) ? [row.id] : []))
   // As in the seed: expired tokens are refreshed (in parallel, time-capped) so the status is true.
   const stored = await listUserTokens(deps.db, principal.user.id, ids)
   const servers = new Map(rows.map(([row]) => [row.id, row]))
   const tokens = new Map((await refreshExpiredForListing(deps, servers, stored)).map((t) => [t.server_id, t]))
   const choices = await listSelections(deps.db, principal.user.id, ids)
-  const oidcLink = rows.some(([row]) => row.auth_type === 'user_oidc')
+  const oidcLink = rows.some(([row]) => row.auth_type === 'user_oidc' && member(row))
     ? await findLink(deps.db, principal.user.id, 'oidc')
     : undefined
   const now = nowSeconds()
   return rows.map(([row, view]) =>
-    rowToServer(row, view, { token: tokens.get(row.id), oidcLink, choice: choices.get(row.id), now }),
+    member(row)
+      ? rowToServer(row, view, { token: tokens.get(row.id), oidcLink, choice: choices.get(row.id), now })
+      : rowToServer(row, view, { now, member: false }),
   )
 }
 
-/** Org admins: every server of their organizations; members: the enabled ones, redacted. */
-export async function listVisibleServers(deps: UpstreamDeps, principal: Principal): Promise<UpstreamServerDto[]> {
-  const roles = await rolesOf(deps.db, principal)
-  const rows = await listServers(deps.db, roles === 'all' ? 'all' : [...roles.keys()])
+/**
+ * Org admins: every server of their organizations; members: the enabled ones, redacted. With
+ * `use`, only the servers the caller may use (enabled, of their organizations), as the
+ * connections page lists them.
+ */
+export async function listVisibleServers(
+  deps: UpstreamDeps,
+  principal: Principal,
+  purpose: 'view' | 'use' = 'view',
+): Promise<UpstreamServerDto[]> {
+  const access = await accessOf(deps.db, principal)
+  const rows =
+    purpose === 'use'
+      ? await listServers(deps.db, [...access.memberships], { enabledOnly: true })
+      : await listServers(deps.db, access.roles === 'all' ? 'all' : [...access.roles.keys()])
   const visible = rows.flatMap((row) => {
-    const view = viewOf(roles, row)
-    return view ? [[row, view] as [McpServerRow, View]] : []
+    const view = viewOf(access, row)
+    return view && (purpose === 'view' || isUsable(access, row)) ? [[row, view] as [McpServerRow, View]] : []
   })
-  return withUserState(deps, principal, visible)
+  return withUserState(deps, principal, access, visible)
 }
 
 /** A server of the user's `/mcp`, and whether its tools can be listed or the user must connect it first. */
@@ -181,15 +218,14 @@ export interface AggregatedServer {
 }
 
 /**
- * The servers of the user's `/mcp` (DESIGN.md, "Serving upstreams"): enabled, in one of their
- * organizations (any for the owner), and `force_on`, `default_on` not deselected or `default_off`
- * selected; in slug order, so the aggregated lists are the same on every replica.
+ * The servers of the user's `/mcp` (DESIGN.md, "Serving upstreams"): enabled, in one of the
+ * organizations they are a member of (whatever their site role), and `force_on`, `default_on` not
+ * deselected or `default_off` selected; in slug order, so the aggregated lists are the same on
+ * every replica.
  */
 export async function aggregatedServers(deps: UpstreamDeps, principal: Principal): Promise<AggregatedServer[]> {
-  const roles = await rolesOf(deps.db, principal)
-  const rows = (await listServers(deps.db, roles === 'all' ? 'all' : [...roles.keys()], { enabledOnly: true })).filter(
-    (row) => viewOf(roles, row),
-  )
+  const { memberships } = await accessOf(deps.db, principal)
+  const rows = await listServers(deps.db, [...memberships], { enabledOnly: true })
   const ids = rows.map((row) => row.id)
   const choices = await listSelections(deps.db, principal.user.id, ids)
   const selected = rows.filter((row) => isSelected(row, choices.get(row.id)))
@@ -208,8 +244,8 @@ export async function aggregatedServers(deps: UpstreamDeps, principal: Principal
 }
 
 /**
- * The server a principal may use by its slug: enabled and in one of their organizations (any for
- * the owner). What they may not use is undefined, exactly as what does not exist.
+ * The server a principal may use by its slug: enabled and in one of the organizations they are a
+ * member of (the owner too). What they may not use is undefined, exactly as what does not exist.
  */
 export async function findUsableServerBySlug(
   deps: UpstreamDeps,
@@ -218,26 +254,33 @@ export async function findUsableServerBySlug(
 ): Promise<McpServerRow | undefined> {
   const row = await findServerBySlug(deps.db, slug)
   if (!row || row.enabled !== 1) return undefined
-  return viewOf(await rolesOf(deps.db, principal), row) ? row : undefined
+  return isUsable(await accessOf(deps.db, principal), row) ? row : undefined
 }
 
-/** A server the principal may see, and how; anything else is 404, as for an ID that does not exist. */
+/**
+ * A server the principal may see, and how; anything else is 404, as for an ID that does not
+ * exist. `manage` needs the organization's admin role; `use` (connect, select) needs membership,
+ * which the owner, who sees every organization's servers, may lack: that is a 403 naming it.
+ */
 export async function findVisibleServer(
   deps: UpstreamDeps,
   principal: Principal,
   id: string,
-  access: 'view' | 'manage' = 'view',
+  purpose: 'view' | 'manage' | 'use' = 'view',
 ): Promise<{ row: McpServerRow; view: View }> {
   const row = await findServerById(deps.db, id)
-  const view = row ? viewOf(await rolesOf(deps.db, principal), row) : undefined
-  if (!row || !view) throw new ApiError(404, 'MCP server not found')
-  if (access === 'manage' && view !== 'full')
+  const access = row ? await accessOf(deps.db, principal) : undefined
+  const view = row && access ? viewOf(access, row) : undefined
+  if (!row || !access || !view) throw new ApiError(404, 'MCP server not found')
+  if (purpose === 'manage' && view !== 'full')
     throw new ApiError(403, "Managing this MCP server requires its organization's admin role")
+  if (purpose === 'use' && !access.memberships.has(row.organization_id))
+    throw new ApiError(403, `Using ${row.display_name} requires membership of its organization`)
   return { row, view }
 }
 
 export async function presentServer(deps: UpstreamDeps, principal: Principal, row: McpServerRow, view: View) {
-  return (await withUserState(deps, principal, [[row, view]]))[0]
+  return (await withUserState(deps, principal, await accessOf(deps.db, principal), [[row, view]]))[0]
 }
 
 /** The columns each auth type owns; leaving the type clears them (and, for oauth2, the users' tokens). */
@@ -312,6 +355,15 @@ function planColumns(input: UpdateServerInput, existing: McpServerRow | undefine
 
   const authType = columns.auth_type ?? existing?.auth_type ?? 'none'
   const typeChanged = existing !== undefined && authType !== existing.auth_type
+  // Read before the type's columns are cleared: only what the request itself changed moves a server.
+  const moved = existing ? ADDRESS_FIELDS.filter((name) => name in columns && columns[name] !== existing[name]) : []
+  const rediscover =
+    existing?.auth_type === 'oauth2' &&
+    !typeChanged &&
+    existing.oauth2_registration !== 'manual' &&
+    moved.includes('url') &&
+    [...CLIENT_FIELDS, 'oauth2_client_secret' as const].every((name) => input[name] === undefined)
+  if (existing) checkSecretsFollow(input, existing, { moved, typeChanged, rediscover })
   if (typeChanged && existing.auth_type === 'oauth2')
     Object.assign(columns, { ...OAUTH2_COLUMNS, ...pick(columns, OAUTH2_COLUMNS) })
   if (typeChanged && existing.auth_type === 'api_key')
@@ -343,7 +395,70 @@ function planColumns(input: UpdateServerInput, existing: McpServerRow | undefine
           ? 0
           : 1,
   })
-  return { columns, secrets: { clientSecret, apiKey, customHeaders }, mode, authType, typeChanged }
+  return { columns, secrets: { clientSecret, apiKey, customHeaders }, mode, authType, typeChanged, rediscover }
+}
+
+/** Where a server's stored secrets are sent: changing one of these moves them somewhere new. */
+const ADDRESS_FIELDS = ['url', 'oauth2_auth_url', 'oauth2_token_url'] as const
+/** The client settings an admin sets by hand instead of discovery. */
+const CLIENT_FIELDS = ['oauth2_client_id', 'oauth2_auth_url', 'oauth2_token_url'] as const
+
+/**
+ * Stored secrets never follow a change of address: when a PATCH changes `url`,
+ * `oauth2_auth_url` or `oauth2_token_url`, the API key, the custom headers and the OAuth client
+ * secret the server holds must be sent again in the same request (an empty
+ * `oauth2_client_secret` for a client without one), and client settings set by hand on a
+ * discovered server never take over the secret of Gatehouse's own registration. Otherwise anyone
+ * who may edit the row could point it at their own endpoint and receive a secret that is
+ * write-only everywhere else.
+ *
+ * The request is refused (422 naming the fields) rather than the secrets dropped: a PATCH that
+ * silently switched a server's authentication off would surprise, and a refusal changes nothing
+ * and loses nothing. A discovered server whose `url` changes, with no client settings in the
+ * request, is discovered and registered again instead (`rediscover`), as its authorization server
+ * may have changed with it; its new secret comes from that registration.
+ */
+function checkSecretsFollow(
+  input: UpdateServerInput,
+  existing: McpServerRow,
+  change: { moved: string[]; typeChanged: boolean; rediscover: boolean },
+): void {
+  const { moved, typeChanged, rediscover } = change
+  // A type change clears the old type's secrets itself; the new type's come with the request.
+  const sameType = !typeChanged
+  const keepsHeaders = sameType || existing.auth_type !== 'custom_headers'
+  const moving = moved.length > 0
+  const stale: string[] = []
+  if (moving && keepsHeaders && existing.custom_headers !== null && input.custom_headers === undefined)
+    stale.push('custom_headers')
+  if (
+    moving &&
+    sameType &&
+    existing.auth_type === 'api_key' &&
+    existing.api_key_value !== null &&
+    input.api_key_value === undefined
+  )
+    stale.push('api_key_value')
+  const keepsSecret =
+    sameType && existing.auth_type === 'oauth2' && existing.oauth2_client_secret !== null && !rediscover
+  const discovered = existing.oauth2_registration !== 'manual'
+  const byHand = discovered ? CLIENT_FIELDS.filter((name) => input[name] !== undefined) : []
+  const inherits = keepsSecret && input.oauth2_client_secret === undefined && byHand.length > 0
+  if (keepsSecret && input.oauth2_client_secret === undefined && (moving || inherits))
+    stale.push('oauth2_client_secret')
+  if (stale.length === 0) return
+  const reasons = [...new Set([...moved, ...(inherits ? byHand : [])])]
+  const detailOf = (field: string) =>
+    field === 'oauth2_client_secret' && inherits
+      ? "must be sent with client settings set by hand (empty for a client without one): the secret of Gatehouse's own registration does not carry over"
+      : `must be sent again when ${moved.join(' or ')} changes: a stored secret is never sent to a new address`
+  throw new ApiError(
+    422,
+    `${stale.join(' and ')} must be sent ${inherits ? '' : 'again '}along with the new ${reasons.join(' and ')}`,
+    'Send the secrets in the same request as the change; an empty oauth2_client_secret stands for a client without one',
+    {},
+    stale.map((field) => ({ field, detail: detailOf(field) })),
+  )
 }
 
 /** The entries of `values` whose keys `template` names: the columns the request itself set. */
@@ -390,7 +505,11 @@ async function discover(deps: UpstreamDeps, row: McpServerRow): Promise<Discover
       fetch: deps.outboundFetch,
       clientMetadataUrl: clientMetadataUrlOf(deps.config.publicUrl),
       clientName: `Gatehouse (${host})`,
-      registrations: createRegistrationStore(deps.db, deps.keyring, new URL(deps.config.publicUrl).origin),
+      // The organization's own registrations only: a client is never shared across organizations.
+      registrations: createRegistrationStore(deps.db, deps.keyring, {
+        organizationId: row.organization_id,
+        gatehouseOrigin: new URL(deps.config.publicUrl).origin,
+      }),
     })
   } catch (error) {
     if (!(error instanceof DiscoveryError)) throw error
@@ -471,7 +590,8 @@ export async function createServer(
 /**
  * A partial update. Changing `auth_type` clears the previous type's settings and secrets in the
  * same transaction (and, leaving oauth2, every user's tokens for the server). A change that ends
- * in oauth2 without client settings runs discovery, as on creation.
+ * in oauth2 without client settings runs discovery, as on creation, and so does a new `url` for a
+ * discovered server. A change of address needs the stored secrets sent again (`checkSecretsFollow`).
  */
 export async function updateServerConfig(
   deps: UpstreamDeps,
@@ -483,7 +603,7 @@ export async function updateServerConfig(
   const plan = planColumns(input, existing)
   const sealed = await sealSecrets(deps.keyring, id, plan.secrets)
   // Discovery runs before anything is written, so a failure leaves the server as it was.
-  if (plan.mode === 'discover' && plan.typeChanged) {
+  if ((plan.mode === 'discover' && plan.typeChanged) || plan.rediscover) {
     const merged = { ...existing, ...plan.columns } as McpServerRow
     const result = await discover(deps, merged)
     Object.assign(plan.columns, discoveredColumns(result, merged.oauth2_scopes))

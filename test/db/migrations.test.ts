@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'bun:test'
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { sql } from 'kysely'
+import { type Kysely, sql } from 'kysely'
 import { openDatabase, type Store } from '../../src/db/index.ts'
 import {
   loadMigrationSources,
@@ -189,6 +189,159 @@ describe('migrateToLatest', () => {
         .sort()
     expect(names('sqlite').length).toBeGreaterThan(0)
     expect(names('postgres')).toEqual(names('sqlite'))
+  })
+})
+
+describe('0007: registrations at upstream authorization servers belong to one organization', () => {
+  const cleanups: (() => Promise<void> | void)[] = []
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+  })
+
+  /** A database migrated up to 0006, as a deployment of the previous release has it. */
+  async function openMigratedTo0006(): Promise<Store> {
+    const database = await createTestDatabase()
+    const store = await openDatabase(database.url)
+    cleanups.push(
+      () => database.drop(),
+      () => store.db.destroy(),
+    )
+    const dir = createTempDir()
+    cleanups.push(dir.remove)
+    mkdirSync(join(dir.path, store.dialect))
+    const sources = await loadMigrationSources(store.dialect)
+    for (const name of Object.keys(sources).filter((migration) => migration < '0007'))
+      writeFileSync(join(dir.path, store.dialect, `${name}.sql`), sources[name])
+    await migrateToLatest(store.db, store.dialect, dir.path)
+    return store
+  }
+
+  it('gives a kept registration to the one organization whose servers use it, and forgets shared and unused ones', async () => {
+    const store = await openMigratedTo0006()
+    const db = store.db as Kysely<any>
+    const home = (await db.selectFrom('organizations').select('id').executeTakeFirstOrThrow()).id as string
+    await db
+      .insertInto('organizations')
+      .values({ id: 'org-side', name: 'side', display_name: '', is_default: 0, created_at: 0, updated_at: 0 })
+      .execute()
+    const client = (id: string, issuer: string, clientId: string) => ({
+      id,
+      issuer,
+      gatehouse_origin: 'https://gatehouse.example.com',
+      client_id: clientId,
+      client_secret: `test1:sealed-${id}`,
+      token_endpoint_auth_method: 'client_secret_basic',
+      redirect_uris: '[]',
+      created_at: 0,
+      updated_at: 0,
+    })
+    await db
+      .insertInto('upstream_oauth_clients')
+      .values([
+        client('shared', 'https://as-shared.example', 'client-shared'),
+        client('home-only', 'https://as-home.example', 'client-home'),
+        client('side-only', 'https://as-side.example', 'client-side'),
+        client('unused', 'https://as-unused.example', 'client-unused'),
+      ])
+      .execute()
+    const server = (
+      slug: string,
+      organizationId: string,
+      issuer: string,
+      clientId: string,
+      registration = 'dynamic',
+    ) => ({
+      id: `server-${slug}`,
+      organization_id: organizationId,
+      display_name: slug,
+      slug,
+      transport: 'streamable_http',
+      url: `https://${slug}.example/mcp`,
+      auth_type: 'oauth2',
+      oauth2_client_id: clientId,
+      oauth2_issuer: issuer,
+      oauth2_registration: registration,
+      availability: 'default_on',
+      created_at: 0,
+      updated_at: 0,
+    })
+    await db
+      .insertInto('mcp_servers')
+      .values([
+        server('shared-home', home, 'https://as-shared.example', 'client-shared'),
+        server('shared-side', 'org-side', 'https://as-shared.example', 'client-shared'),
+        server('home-a', home, 'https://as-home.example', 'client-home'),
+        server('home-b', home, 'https://as-home.example', 'client-home'),
+        server('side-a', 'org-side', 'https://as-side.example', 'client-side'),
+        // Set by hand with the same client ID: not a user of the registration.
+        server('home-manual', home, 'https://as-side.example', 'client-side', 'manual'),
+      ])
+      .execute()
+
+    expect(await migrateToLatest(store.db, store.dialect)).toEqual(['0007_upstream_clients_per_organization'])
+
+    const kept = await db
+      .selectFrom('upstream_oauth_clients')
+      .select(['id', 'organization_id', 'issuer', 'client_id', 'client_secret'])
+      .orderBy('id')
+      .execute()
+    expect(kept).toEqual([
+      {
+        id: 'home-only',
+        organization_id: home,
+        issuer: 'https://as-home.example',
+        client_id: 'client-home',
+        client_secret: 'test1:sealed-home-only',
+      },
+      {
+        id: 'side-only',
+        organization_id: 'org-side',
+        issuer: 'https://as-side.example',
+        client_id: 'client-side',
+        client_secret: 'test1:sealed-side-only',
+      },
+    ])
+    // The servers keep the client they hold; only the sharing is gone.
+    expect(await db.selectFrom('mcp_servers').select('id').execute()).toHaveLength(6)
+  })
+
+  it('keeps one registration per organization, issuer and origin, and drops it with its organization', async () => {
+    const store = await openMigratedTo0006()
+    await migrateToLatest(store.db, store.dialect)
+    const db = store.db as Kysely<any>
+    await db
+      .insertInto('organizations')
+      .values({ id: 'org-side', name: 'side', display_name: '', is_default: 0, created_at: 0, updated_at: 0 })
+      .execute()
+    const home = (
+      await db.selectFrom('organizations').select('id').where('is_default', '=', 1).executeTakeFirstOrThrow()
+    ).id as string
+    const row = (id: string, organizationId: string) => ({
+      id,
+      organization_id: organizationId,
+      issuer: 'https://as.example',
+      gatehouse_origin: 'https://gatehouse.example.com',
+      client_id: id,
+      token_endpoint_auth_method: 'none',
+      redirect_uris: '[]',
+      created_at: 0,
+      updated_at: 0,
+    })
+    await db
+      .insertInto('upstream_oauth_clients')
+      .values([row('a', home), row('b', 'org-side')])
+      .execute()
+    const duplicate = await db
+      .insertInto('upstream_oauth_clients')
+      .values(row('c', home))
+      .execute()
+      .then(
+        () => undefined,
+        (error: unknown) => error,
+      )
+    expect(duplicate).toBeInstanceOf(Error)
+    await db.deleteFrom('organizations').where('id', '=', 'org-side').execute()
+    expect(await db.selectFrom('upstream_oauth_clients').select('id').execute()).toEqual([{ id: 'a' }])
   })
 })
 

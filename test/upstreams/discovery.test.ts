@@ -23,8 +23,10 @@ import { setup, TEST_KEY, type TestContext } from '../setup.ts'
  */
 
 let ctx: TestContext
+let defaultOrganizationId: string
 beforeAll(async () => {
   ctx = await setup()
+  defaultOrganizationId = (await ctx.db.selectFrom('organizations').select('id').executeTakeFirstOrThrow()).id
 })
 afterAll(async () => {
   await ctx.close()
@@ -67,16 +69,32 @@ function recordingGuard(policy: Partial<OutboundPolicy> = {}): { fetch: Outbound
   return { fetch, log }
 }
 
-/** One Gatehouse deployment of a test: its own origin, so registrations kept by other tests are not seen. */
-function gatehouseSide() {
-  const origin = `https://gh-${crypto.randomUUID().slice(0, 8)}.example.com`
+/**
+ * One Gatehouse deployment of a test: its own origin, so registrations kept by other tests are not
+ * seen, and the organization whose registrations it keeps (the default one unless given).
+ */
+function gatehouseSide(
+  origin = `https://gh-${crypto.randomUUID().slice(0, 8)}.example.com`,
+  organizationId = defaultOrganizationId,
+) {
   return {
     origin,
+    organizationId,
     callback: (serverId: string) => `${origin}/api/v1/mcp/servers/${serverId}/oauth2/callback`,
     metadataDocumentUrl: `${origin}/api/v1/mcp/client-metadata`,
     clientName: `Gatehouse (${new URL(origin).host})`,
-    registrations: createRegistrationStore(ctx.db, ctx.deps.keyring, origin),
+    registrations: createRegistrationStore(ctx.db, ctx.deps.keyring, { organizationId, gatehouseOrigin: origin }),
   }
+}
+
+/** Another organization in this run's database, whose servers must not share the default one's clients. */
+async function createOrganization(): Promise<string> {
+  const id = crypto.randomUUID()
+  await ctx.db
+    .insertInto('organizations')
+    .values({ id, name: `org-${id.slice(0, 8)}`, display_name: '', is_default: 0, created_at: 0, updated_at: 0 })
+    .execute()
+  return id
 }
 
 function inputFor(
@@ -515,6 +533,28 @@ describe('discovery against a second Gatehouse', () => {
     expect(log.filter(({ url }) => url.includes('/oauth2/register'))).toEqual([])
   })
 
+  it('registers a client of its own for another organization behind the same issuer, leaving the first untouched', async () => {
+    const home = gatehouseSide()
+    const other = gatehouseSide(home.origin, await createOrganization())
+    const { fetch, log } = recordingGuard()
+
+    const one = await discoverAndRegister(inputFor(home, gatehouse.mcpUrl, fetch, { callbackUrl: home.callback('a') }))
+    log.length = 0
+    const two = await discoverAndRegister(
+      inputFor(other, gatehouse.mcpUrl, fetch, { callbackUrl: other.callback('b') }),
+    )
+
+    expect(two.clientId).not.toBe(one.clientId)
+    expect(two.clientSecret).not.toBe(one.clientSecret)
+    // A registration of its own (RFC 7591), never an RFC 7592 read or update of the first one.
+    expect(
+      log.filter(({ url }) => url.includes('/oauth2/register')).map(({ method, status }) => `${method} ${status}`),
+    ).toEqual(['POST 201'])
+    expect(JSON.parse((await gatehouse.findClient(one.clientId))!.redirect_uris)).toEqual([home.callback('a')])
+    expect((await home.registrations.find(gatehouse.issuer))?.clientId).toBe(one.clientId)
+    expect((await other.registrations.find(gatehouse.issuer))?.clientId).toBe(two.clientId)
+  })
+
   it('registers anew when the authorization server no longer takes the kept registration access token', async () => {
     const side = gatehouseSide()
     const { fetch, log } = recordingGuard()
@@ -571,6 +611,11 @@ describe('discovery against oidc-provider registration management', () => {
 })
 
 describe('registration store', () => {
+  const keyOf = (side: ReturnType<typeof gatehouseSide>, issuer: string) => ({
+    organizationId: side.organizationId,
+    issuer,
+    gatehouseOrigin: side.origin,
+  })
   const registration = {
     issuer: 'https://as.example.com',
     clientId: 'client-1',
@@ -587,7 +632,7 @@ describe('registration store', () => {
     await side.registrations.save(registration)
 
     expect(await side.registrations.find(registration.issuer)).toEqual(registration)
-    const row = await findUpstreamOAuthClient(ctx.db, registration.issuer, side.origin)
+    const row = await findUpstreamOAuthClient(ctx.db, keyOf(side, registration.issuer))
     expect(row?.client_secret).toStartWith(`${TEST_KEY.id}:`)
     expect(row?.client_secret).not.toContain('secret-value-1')
     expect(row?.registration_access_token).toStartWith(`${TEST_KEY.id}:`)
@@ -609,13 +654,23 @@ describe('registration store', () => {
   it('replaces the registration of an issuer in the row it already has', async () => {
     const side = gatehouseSide()
     await side.registrations.save(registration)
-    const before = await findUpstreamOAuthClient(ctx.db, registration.issuer, side.origin)
+    const before = await findUpstreamOAuthClient(ctx.db, keyOf(side, registration.issuer))
     const replacement = { ...registration, clientId: 'client-2', clientSecret: 'secret-value-2' }
 
     await side.registrations.save(replacement)
 
     expect(await side.registrations.find(registration.issuer)).toEqual(replacement)
-    expect((await findUpstreamOAuthClient(ctx.db, registration.issuer, side.origin))?.id).toBe(before!.id)
+    expect((await findUpstreamOAuthClient(ctx.db, keyOf(side, registration.issuer)))?.id).toBe(before!.id)
+  })
+
+  it('keeps the registrations of different organizations apart', async () => {
+    const one = gatehouseSide()
+    const two = gatehouseSide(one.origin, await createOrganization())
+    await one.registrations.save(registration)
+    expect(await two.registrations.find(registration.issuer)).toBeUndefined()
+    await two.registrations.save({ ...registration, clientId: 'client-2', clientSecret: 'secret-value-2' })
+    expect(await one.registrations.find(registration.issuer)).toEqual(registration)
+    expect((await two.registrations.find(registration.issuer))?.clientId).toBe('client-2')
   })
 
   it('keeps the registrations of different Gatehouse origins apart', async () => {

@@ -286,6 +286,96 @@ describe('the MCP server registry', () => {
       expect(patched.body).toMatchObject({ has_api_key: true, api_key_header: 'X-Other-Key' })
     })
 
+    /** The stored row, as the next request to the upstream would read it. */
+    const rowOf = (id: string) =>
+      ctx.db.selectFrom('mcp_servers').selectAll().where('id', '=', id).executeTakeFirstOrThrow()
+    const fieldsOf = (body: { validations?: { field: string }[] }) => body.validations?.map((v) => v.field)
+
+    it('asks for the API key again when the URL changes, and changes nothing until it comes', async () => {
+      const { body: server } = await create({
+        ...BASE,
+        auth_type: 'api_key',
+        api_key_header: 'X-Api-Key',
+        api_key_value: SECRETS[0],
+      })
+      const before = await rowOf(server.id)
+      const moved = await call(owner.token, 'PATCH', `/servers/${server.id}`, { url: 'https://elsewhere.example/mcp' })
+      expect(moved.status).toBe(422)
+      expect(moved.body.message).toBe('api_key_value must be sent again along with the new url')
+      expect(fieldsOf(moved.body)).toEqual(['api_key_value'])
+      expect(await rowOf(server.id)).toEqual(before)
+      // The same URL again is no change of address.
+      const same = await call(owner.token, 'PATCH', `/servers/${server.id}`, { url: ` ${BASE.url} `, enabled: true })
+      expect(same.status).toBe(200)
+      const resent = await call(owner.token, 'PATCH', `/servers/${server.id}`, {
+        url: 'https://elsewhere.example/mcp',
+        api_key_value: 'sk-live-api-key-0123456789-2',
+      })
+      expect(resent.status).toBe(200)
+      expect(resent.body).toMatchObject({ url: 'https://elsewhere.example/mcp', has_api_key: true })
+    })
+
+    it('asks for the custom headers again when the URL changes', async () => {
+      const { body: server } = await create({
+        ...BASE,
+        auth_type: 'custom_headers',
+        custom_headers: { 'X-Team': SECRETS[1] },
+      })
+      const moved = await call(owner.token, 'PATCH', `/servers/${server.id}`, { url: 'https://elsewhere.example/mcp' })
+      expect(moved.status).toBe(422)
+      expect(fieldsOf(moved.body)).toEqual(['custom_headers'])
+      expect((await rowOf(server.id)).url).toBe(BASE.url)
+      const resent = await call(owner.token, 'PATCH', `/servers/${server.id}`, {
+        url: 'https://elsewhere.example/mcp',
+        custom_headers: { 'X-Team': 'header-secret-value-9876-2' },
+      })
+      expect(resent.status).toBe(200)
+      expect(resent.body.has_custom_headers).toBe(true)
+    })
+
+    it('asks for the client secret again when the URL or an OAuth endpoint changes', async () => {
+      const { body: server } = await create({
+        ...BASE,
+        auth_type: 'oauth2',
+        oauth2_client_id: 'client-1',
+        oauth2_client_secret: SECRETS[2],
+        oauth2_auth_url: 'https://as.example/authorize',
+        oauth2_token_url: 'https://as.example/token',
+      })
+      const before = await rowOf(server.id)
+      for (const change of [
+        { oauth2_token_url: 'https://steal.example/token' },
+        { oauth2_auth_url: 'https://steal.example/authorize' },
+        { url: 'https://steal.example/mcp' },
+      ]) {
+        const refused = await call(owner.token, 'PATCH', `/servers/${server.id}`, change)
+        expect(refused.status).toBe(422)
+        expect(refused.body.message).toBe(
+          `oauth2_client_secret must be sent again along with the new ${Object.keys(change)[0]}`,
+        )
+        expect(fieldsOf(refused.body)).toEqual(['oauth2_client_secret'])
+      }
+      expect(await rowOf(server.id)).toEqual(before)
+      const resent = await call(owner.token, 'PATCH', `/servers/${server.id}`, {
+        oauth2_token_url: 'https://as2.example/token',
+        oauth2_client_secret: 'oauth-client-secret-abcdef-2',
+      })
+      expect(resent.status).toBe(200)
+      expect(resent.body).toMatchObject({ oauth2_token_url: 'https://as2.example/token', has_oauth2_secret: true })
+      // An empty secret says the client has none.
+      const publicClient = await call(owner.token, 'PATCH', `/servers/${server.id}`, {
+        oauth2_token_url: 'https://as3.example/token',
+        oauth2_client_secret: '',
+      })
+      expect(publicClient.status).toBe(200)
+      expect(publicClient.body.has_oauth2_secret).toBe(false)
+      // Without a stored secret there is nothing to send again.
+      const free = await call(owner.token, 'PATCH', `/servers/${server.id}`, {
+        oauth2_token_url: 'https://as4.example/token',
+      })
+      expect(free.status).toBe(200)
+    })
+
     it('drops every user’s tokens when a server leaves oauth2, and when it is deleted', async () => {
       const { body: server } = await create({
         ...BASE,
