@@ -34,6 +34,10 @@ export async function closeAggregator(deps: AppDeps): Promise<void> {
  */
 export async function toolPolicyOf(deps: AppDeps, principal: Principal, id: string) {
   const { row } = await findVisibleServer(deps, principal, id, 'manage')
+  // The preview asks with the caller's own credential: where that is theirs (a sign-in, an
+  // identity-provider token, identity headers), only for an organization they belong to.
+  if (row.auth_type === 'oauth2' || row.auth_type === 'user_oidc' || row.forward_identity_headers === 1)
+    await findVisibleServer(deps, principal, id, 'use')
   const aggregator = aggregatorOf(deps)
   let tools: Awaited<ReturnType<Aggregator['upstreamTools']>>
   try {

@@ -237,6 +237,12 @@ describe('an organization the owner is not a member of', () => {
     })
     expect(patched.status).toBe(200)
     expect(patched.body).toMatchObject({ description: 'Checked by the owner', selected: false })
+    // The tools preview asks with the caller's credential: the owner's identity stays home.
+    for (const server of [sidecar, sideOidc]) {
+      const preview = await gatehouse.api('GET', `/api/v1/mcp/servers/${server.id}/tools`)
+      expect(preview.status).toBe(403)
+      expect(preview.body.message).toContain('requires membership of its organization')
+    }
     expect(await slugsOf(gatehouse.owner)).toEqual(['home'])
     expect(recorded.seen.filter(carriesOwner)).toEqual([])
   })
