@@ -8,6 +8,7 @@
  */
 import type { StreamableHTTPClientTransport, Tool } from '@modelcontextprotocol/client'
 import type { Principal } from '../auth/index.ts'
+import { SseEventSplitter } from '../http/sse-events.ts'
 import { sseMessage, type ToolCall } from '../mcp/fast-path.ts'
 import type { Aggregator, ToolRoute } from './aggregator.ts'
 import type { RequestStateCodec } from './serve.ts'
@@ -206,8 +207,8 @@ async function readJsonWithin(body: ReadableStream<Uint8Array>, maxBytes: number
 
 /**
  * The JSON-RPC response with `id`, from a JSON body or from the SSE stream that carries it; a
- * request the upstream sends on the way goes to `onRequest`. The stream is parsed as it comes,
- * each chunk scanned once, and no body or event may pass `maxBytes`.
+ * request the upstream sends on the way goes to `onRequest`. The stream is cut into events as it
+ * comes, each byte looked at once, and no body or event may pass `maxBytes`.
  */
 async function responseTo(
   response: Response,
@@ -226,25 +227,15 @@ async function responseTo(
   }
   const reader = response.body.getReader()
   const decoder = new TextDecoder()
-  let buffered = ''
-  let carriedCr = false
+  const events = new SseEventSplitter()
   try {
     for (;;) {
       const { value, done } = await reader.read()
       if (done) return undefined
-      let text = decoder.decode(value, { stream: true })
-      if (carriedCr) text = `\r${text}`
-      carriedCr = text.endsWith('\r')
-      if (carriedCr) text = text.slice(0, -1)
-      // Only the new text and the one character before it can complete a boundary.
-      let from = Math.max(0, buffered.length - 1)
-      buffered += text.replaceAll('\r\n', '\n')
-      for (let end = buffered.indexOf('\n\n', from); end !== -1; end = buffered.indexOf('\n\n', from)) {
-        const event = buffered.slice(0, end)
-        buffered = buffered.slice(end + 2)
-        from = 0
-        const data = event
-          .split('\n')
+      for (const event of events.push(value)) {
+        const data = decoder
+          .decode(event)
+          .split(/\r\n|\r|\n/)
           .filter((line) => line.startsWith('data:'))
           .map((line) => line.slice(line.startsWith('data: ') ? 6 : 5))
           .join('\n')
@@ -253,7 +244,7 @@ async function responseTo(
         if (message?.id === id && ('result' in message || 'error' in message)) return message
         if (typeof message?.method === 'string' && message.id !== undefined) await onRequest(message)
       }
-      if (buffered.length > maxBytes) throw new AnswerTooLarge(maxBytes)
+      if (events.pending > maxBytes) throw new AnswerTooLarge(maxBytes)
     }
   } finally {
     reader.cancel().catch(() => {})

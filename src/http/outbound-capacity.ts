@@ -1,4 +1,5 @@
 import type { Config } from '../config.ts'
+import { EventSizer } from './sse-events.ts'
 
 /**
  * The runtime's `fetch` serves a fixed number of requests at once per process (Bun:
@@ -210,39 +211,4 @@ function bump(counts: Map<string, number>, key: string, by: number): void {
   const next = (counts.get(key) ?? 0) + by
   if (next <= 0) counts.delete(key)
   else counts.set(key, next)
-}
-
-const LF = 10
-const CR = 13
-
-/**
- * The size of the SSE event being received: bytes since the last blank line (LF LF, CR LF CR LF
- * or CR CR), counted across chunks in one pass over each.
- */
-export class EventSizer {
-  private size = 0
-  private lineEmpty = true
-  private afterCr = false
-
-  /** Adds a chunk; returns the size of the event still open after it. */
-  add(chunk: Uint8Array): number {
-    for (let i = 0; i < chunk.length; i++) {
-      const byte = chunk[i]
-      if (byte === LF && this.afterCr) {
-        this.afterCr = false
-        continue
-      }
-      if (byte === LF || byte === CR) {
-        if (this.lineEmpty) this.size = 0
-        else this.size++
-        this.lineEmpty = true
-        this.afterCr = byte === CR
-        continue
-      }
-      this.afterCr = false
-      this.lineEmpty = false
-      this.size++
-    }
-    return this.size
-  }
 }

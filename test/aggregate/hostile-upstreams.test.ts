@@ -77,7 +77,7 @@ function startRawUpstream(mode: Mode, redirectTo = '') {
           if (mode === 'long-names')
             return result(message.id, {
               tools: [
-                { name: `write_${'a'.repeat(300_000)}_file`, inputSchema: { type: 'object' } },
+                { name: `write_${'a'.repeat(300_000)}`, inputSchema: { type: 'object' } },
                 { name: 'fine', inputSchema: { type: 'object' } },
               ],
             })
@@ -167,7 +167,7 @@ describe('hostile upstreams in /mcp', () => {
     const cap = gatehouse.deps.config.upstreamMaxResponseBytes
     // What was read, plus what the sockets buffered on the way: bounded, whatever the upstream sends.
     expect(upstream.sent()).toBeLessThan(4 * cap)
-    expect(process.memoryUsage().rss - before).toBeLessThan(256 * 1024 * 1024)
+    expect(process.memoryUsage().rss - before).toBeLessThan(512 * 1024 * 1024)
     const reason = await eventually(async () => (await lastErrorOf(server.id)) ?? undefined, 'last_error')
     expect(reason).toContain(`larger than ${cap} bytes`)
   })
@@ -213,7 +213,7 @@ describe('hostile upstreams in /mcp', () => {
     expect(refusal).toContain('flooding failed')
     expect(refusal).toContain('larger than')
     await eventually(async () => (upstream.cancelled() ? true : undefined), 'Gatehouse to hang up on the answer', 200)
-    expect(process.memoryUsage().rss - before).toBeLessThan(256 * 1024 * 1024)
+    expect(process.memoryUsage().rss - before).toBeLessThan(512 * 1024 * 1024)
     expect(textOf(await client.callTool({ name: 'calm__echo', arguments: { text: 'still here' } }))).toBe('still here')
   })
 

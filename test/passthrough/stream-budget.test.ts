@@ -191,7 +191,10 @@ describe('idle streams and readiness', () => {
     })
     await within(ended, 5000, 'the idle stream to end')
     stream.socket.destroy()
-    await eventually(async () => (upstream.open() === 0 ? true : undefined), `the upstream stream to close (${upstream.open()} open)`)
+    await eventually(
+      async () => (upstream.open() === 0 ? true : undefined),
+      `the upstream stream to close (${upstream.open()} open)`,
+    )
   })
 
   it('reports not ready while every outbound connection is held, and ready again after', async () => {
