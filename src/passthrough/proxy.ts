@@ -13,18 +13,40 @@ import { prependChunk } from '../runtime/streams.ts'
 /** Request headers that belong to the client's session with Gatehouse, never forwarded. */
 const CLIENT_CREDENTIALS = ['authorization', 'cookie', 'x-csrf-token', 'origin', 'referer']
 
+/**
+ * Request headers that claim who the caller is or where it connects from. Only a proxy in front
+ * may set them, and Gatehouse is the last hop before the upstream: a client's value would be a
+ * claim an upstream might trust, so it never passes (nor any `x-forwarded-*` or `x-gatehouse-*`).
+ */
+const CLIENT_CLAIMS = [
+  'forwarded',
+  'x-real-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+  'x-client-ip',
+  'x-cluster-client-ip',
+  'fastly-client-ip',
+]
+const CLAIM_PREFIXES = ['x-forwarded-', 'x-gatehouse-']
+
 /** Response headers that belong to the upstream's relation with Gatehouse, never passed back. */
 const UPSTREAM_PRIVATE = ['set-cookie', 'www-authenticate', 'alt-svc', 'strict-transport-security']
 
 const SSE_COMMENT = new TextEncoder().encode(': gatehouse\n\n')
 
-const NOT_FORWARDED = [...HOP_BY_HOP_HEADERS, ...CLIENT_CREDENTIALS]
+const NOT_FORWARDED = [...HOP_BY_HOP_HEADERS, ...CLIENT_CREDENTIALS, ...CLIENT_CLAIMS]
 const NOT_RETURNED = [...HOP_BY_HOP_HEADERS, ...UPSTREAM_PRIVATE]
 
+/**
+ * The client's headers as the upstream gets them: without Gatehouse's own session, hop-by-hop
+ * framing and any identity claim, then with the server's credentials. Those come last, so the
+ * identity headers a server asks for (`forward_identity_headers`) are always Gatehouse's.
+ */
 export function forwardedRequestHeaders(incoming: Headers, credentials: Record<string, string>): Headers {
   const headers = new Headers(incoming)
   for (const name of NOT_FORWARDED) headers.delete(name)
-  for (const name of [...headers.keys()]) if (name.startsWith('x-forwarded-')) headers.delete(name)
+  for (const name of [...headers.keys()])
+    if (CLAIM_PREFIXES.some((prefix) => name.startsWith(prefix))) headers.delete(name)
   for (const [name, value] of Object.entries(credentials)) headers.set(name, value)
   return headers
 }
