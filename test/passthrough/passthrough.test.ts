@@ -332,6 +332,72 @@ describe('one upstream through /mcp/servers/{slug}', () => {
         expect(identified.get(name)).toBeNull()
     })
 
+    it('passes back only the response headers MCP needs, and only Gatehouse’s own CORS headers', async () => {
+      const upstream = rawUpstream(() =>
+        Response.json(
+          { jsonrpc: '2.0', id: 1, result: {} },
+          {
+            headers: {
+              'mcp-session-id': 'upstream-session-2',
+              'cache-control': 'no-store',
+              'clear-site-data': '"cookies"',
+              refresh: '0;url=http://evil.example',
+              'content-security-policy': "default-src 'none'",
+              'access-control-allow-origin': '*',
+              'access-control-allow-credentials': 'true',
+              'set-cookie': 'upstream=secret',
+              link: '<http://evil.example/style.css>; rel=stylesheet',
+              'x-upstream': 'internal-build-42',
+            },
+          },
+        ),
+      )
+      await register('headers', { url: upstream.url })
+      const dropped = [
+        'clear-site-data',
+        'refresh',
+        'content-security-policy',
+        'access-control-allow-credentials',
+        'set-cookie',
+        'link',
+        'x-upstream',
+      ]
+      const plain = await post('headers')
+      expect(plain.status).toBe(200)
+      expect(plain.headers.get('content-type')).toStartWith('application/json')
+      expect(plain.headers.get('mcp-session-id')).toBe('upstream-session-2')
+      expect(plain.headers.get('cache-control')).toBe('no-store')
+      expect(plain.headers.get('access-control-allow-origin')).toBeNull()
+      for (const name of dropped) expect(plain.headers.get(name)).toBeNull()
+      const origin = 'http://localhost:5173'
+      const browser = await post('headers', undefined, {
+        headers: {
+          authorization: `Bearer ${owner.token}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          origin,
+        },
+      })
+      expect(browser.status).toBe(200)
+      expect(browser.headers.get('access-control-allow-origin')).toBe(origin)
+      expect(browser.headers.get('access-control-expose-headers')).toContain('Mcp-Session-Id')
+      for (const name of dropped) expect(browser.headers.get(name)).toBeNull()
+    })
+
+    it('answers an upstream redirect with a JSON-RPC error naming it, never passing its Location on', async () => {
+      const upstream = rawUpstream(
+        () => new Response(null, { status: 307, headers: { location: 'http://evil.example/mcp' } }),
+      )
+      await register('moved', { url: upstream.url })
+      const response = await post('moved')
+      expect(response.status).toBe(502)
+      expect(response.headers.get('location')).toBeNull()
+      const body = await response.json()
+      expect(body).toMatchObject({ jsonrpc: '2.0', id: 1 })
+      expect(body.error.message).toStartWith('moved is unavailable:')
+      expect(body.error.message).toContain('redirect (HTTP 307)')
+    })
+
     it('streams SSE as it comes: the first event arrives before the upstream sends the second', async () => {
       let release!: () => void
       const second = new Promise<void>((resolve) => {
