@@ -12,6 +12,7 @@ import { upstreamHeaders } from '../upstreams/credentials.ts'
 import { sendWithRefresh, UpstreamTokenError } from '../upstreams/upstream-tokens.ts'
 import { findUsableServerBySlug } from '../upstreams/upstream.service.ts'
 import { usableServerCache } from '../upstreams/usable-server-cache.ts'
+import { screenRequest } from './policy.ts'
 import { forward, forwardedRequestHeaders, relayResponse, UpstreamUnavailable } from './proxy.ts'
 import { handleSseUpstream } from './sse-bridge.ts'
 
@@ -111,6 +112,12 @@ export function createPassthrough(deps: AppDeps): Passthrough {
         duration_ms: Math.round(seconds * 1000),
       })
     }
+    // The server's allow and deny lists; a server without lists reads and rewrites nothing.
+    const screening = screenRequest(server, request, body)
+    if (screening.refusal) {
+      account('refused', screening.refusal.status)
+      return screening.refusal
+    }
     let credentials: Record<string, string>
     try {
       credentials = await upstreamHeaders(deps, server, principal.user)
@@ -181,7 +188,7 @@ export function createPassthrough(deps: AppDeps): Passthrough {
       })
     }
     account(upstream.status >= 500 ? 'upstream_error' : upstream.status >= 400 ? 'client_error' : 'ok', upstream.status)
-    return relayResponse(upstream)
+    return relayResponse(screening.filter ? await screening.filter(upstream) : upstream)
   }
 
   /**
