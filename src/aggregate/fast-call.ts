@@ -8,7 +8,7 @@
  */
 import type { StreamableHTTPClientTransport, Tool } from '@modelcontextprotocol/client'
 import type { Principal } from '../auth/index.ts'
-import { SseEventSplitter } from '../http/sse-events.ts'
+import { SseEventSplitter } from '../runtime/sse-events.ts'
 import { sseMessage, type ToolCall } from '../mcp/fast-path.ts'
 import type { Aggregator, ToolRoute } from './aggregator.ts'
 import type { RequestStateCodec } from './serve.ts'

@@ -1,5 +1,5 @@
 import type { Config } from '../config.ts'
-import { EventSizer } from './sse-events.ts'
+import { EventSizer } from '../runtime/sse-events.ts'
 
 /**
  * The runtime's `fetch` serves a fixed number of requests at once per process (Bun:

@@ -13,6 +13,7 @@ import { upstreamHeaders } from '../upstreams/credentials.ts'
 import { sendWithRefresh, UpstreamTokenError } from '../upstreams/upstream-tokens.ts'
 import { findUsableServerBySlug } from '../upstreams/upstream.service.ts'
 import { usableServerCache } from '../upstreams/usable-server-cache.ts'
+import { screenRequest } from './policy.ts'
 import { forward, forwardedRequestHeaders, relayResponse, UpstreamUnavailable } from './proxy.ts'
 import { BridgeRefused, SseBridge } from './sse-bridge.ts'
 
@@ -147,6 +148,12 @@ function createPassthrough(deps: AppDeps): Passthrough {
         duration_ms: Math.round(seconds * 1000),
       })
     }
+    // The server's allow and deny lists; a server without lists reads and rewrites nothing.
+    const screening = screenRequest(server, request, body)
+    if (screening.refusal) {
+      account('refused', screening.refusal.status)
+      return screening.refusal
+    }
     let credentials: Record<string, string>
     try {
       credentials = await upstreamHeaders(deps, server, principal.user)
@@ -230,10 +237,11 @@ function createPassthrough(deps: AppDeps): Passthrough {
       })
     }
     account(upstream.status >= 500 ? 'upstream_error' : upstream.status >= 400 ? 'client_error' : 'ok', upstream.status)
-    if (lease && upstream.ok && upstream.body)
-      return relayResponse(upstream, deps.outboundCapacity.watch(upstream.body, lease))
+    const relayed = screening.filter ? await screening.filter(upstream) : upstream
+    if (lease && relayed.ok && relayed.body)
+      return relayResponse(relayed, deps.outboundCapacity.watch(relayed.body, lease))
     lease?.release()
-    return relayResponse(upstream)
+    return relayResponse(relayed)
   }
 
   /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'bun:test'
 import { OutboundCapacity, StreamRefused } from '../../src/http/outbound-capacity.ts'
-import { EventSizer, SseEventSplitter } from '../../src/http/sse-events.ts'
+import { EventSizer, SseEventSplitter } from '../../src/runtime/sse-events.ts'
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()

@@ -218,6 +218,33 @@ describe('the MCP conformance suite through /mcp/servers/{slug}', () => {
     expect(passing(through)).toEqual(passing(direct))
   }, 60_000)
 
+  it('passes them all the same way through a server with allow and deny lists, whose traffic Gatehouse reads', async () => {
+    // A deny list that names none of the upstream's tools: every request is read and every list
+    // answer rewritten, and nothing the suite checks may change.
+    const created = await fetch(`${gatehouse.url}/api/v1/mcp/servers`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        display_name: 'Everything, listed',
+        slug: 'everything-listed',
+        url: everything.url,
+        enabled: true,
+        tool_deny_list: ['no_such_tool'],
+      }),
+      signal: AbortSignal.timeout(5_000),
+    })
+    expect(created.status).toBe(201)
+    const listed = startAuthorizingForwarder(`${gatehouse.url}/mcp/servers/everything-listed`, token)
+    try {
+      const direct = await runSuite(everything.url)
+      const through = await runSuite(listed.url)
+      expect(verdicts(through), `through Gatehouse:\n${complaints(through)}`).toEqual(verdicts(direct))
+      expect(passing(through)).toEqual(passing(direct))
+    } finally {
+      listed.close()
+    }
+  }, 60_000)
+
   // The suite's server-sse-polling (0.1.16) asks at 2025-03-26, for which the SDK neither primes
   // nor closes a stream, so resumption itself is checked here, as 0.2's version of that scenario does.
   it('resumes a stream the upstream closed mid-call when the client comes back with Last-Event-ID', async () => {

@@ -5,7 +5,7 @@ import { remote } from '../fixtures/http.ts'
 import { startOAuthServer, startV1SessionMcpServer, startV2McpServer } from '../fixtures/upstreams.ts'
 import { sealValue } from '../../src/secrets/sealed-column.ts'
 import { tokenBinding } from '../../src/upstreams/upstream-tokens.ts'
-import { bootstrapOwner, createUserAndLogin, startTestServer } from '../setup.ts'
+import { bootstrapOwner, createUserAndLogin, OWNER, startTestServer } from '../setup.ts'
 
 /**
  * `/mcp/servers/{slug}` against real upstreams on loopback (the outbound guard opened for
@@ -286,6 +286,116 @@ describe('one upstream through /mcp/servers/{slug}', () => {
       expect(response.headers.get('mcp-session-id')).toBe('upstream-session-1')
       expect(response.headers.get('set-cookie')).toBeNull()
       expect(response.headers.get('www-authenticate')).toBeNull()
+    })
+
+    it('never forwards identity or proxy headers a client sends; its own identity headers only when asked', async () => {
+      const seen: Headers[] = []
+      const upstream = rawUpstream((request) => {
+        seen.push(request.headers)
+        return Response.json({ jsonrpc: '2.0', id: 1, result: {} })
+      })
+      await register('quiet', { url: upstream.url })
+      await register('identified', { url: upstream.url, forward_identity_headers: true })
+      const spoofed = {
+        'x-gatehouse-user-id': 'someone-else',
+        'x-gatehouse-user-email': 'boss@example.com',
+        'x-gatehouse-username': 'boss',
+        'x-gatehouse-role': 'owner',
+        forwarded: 'for=203.0.113.9',
+        'x-real-ip': '203.0.113.9',
+        'true-client-ip': '203.0.113.9',
+        'cf-connecting-ip': '203.0.113.9',
+        'x-client-ip': '203.0.113.9',
+        'x-forwarded-for': '203.0.113.9',
+      }
+      const headers = {
+        authorization: `Bearer ${owner.token}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        ...spoofed,
+      }
+      expect((await post('quiet', undefined, { headers })).status).toBe(200)
+      expect((await post('identified', undefined, { headers })).status).toBe(200)
+      const [quiet, identified] = seen
+      for (const name of Object.keys(spoofed)) expect(quiet.get(name)).toBeNull()
+      expect(identified.get('x-gatehouse-user-id')).toBe(owner.id)
+      expect(identified.get('x-gatehouse-user-email')).toBe(OWNER.email)
+      expect(identified.get('x-gatehouse-username')).toBe(OWNER.username)
+      for (const name of [
+        'x-gatehouse-role',
+        'forwarded',
+        'x-real-ip',
+        'true-client-ip',
+        'cf-connecting-ip',
+        'x-client-ip',
+      ])
+        expect(identified.get(name)).toBeNull()
+    })
+
+    it('passes back only the response headers MCP needs, and only Gatehouse’s own CORS headers', async () => {
+      const upstream = rawUpstream(() =>
+        Response.json(
+          { jsonrpc: '2.0', id: 1, result: {} },
+          {
+            headers: {
+              'mcp-session-id': 'upstream-session-2',
+              'cache-control': 'no-store',
+              'clear-site-data': '"cookies"',
+              refresh: '0;url=http://evil.example',
+              'content-security-policy': "default-src 'none'",
+              'access-control-allow-origin': '*',
+              'access-control-allow-credentials': 'true',
+              'set-cookie': 'upstream=secret',
+              link: '<http://evil.example/style.css>; rel=stylesheet',
+              'x-upstream': 'internal-build-42',
+            },
+          },
+        ),
+      )
+      await register('headers', { url: upstream.url })
+      const dropped = [
+        'clear-site-data',
+        'refresh',
+        'content-security-policy',
+        'access-control-allow-credentials',
+        'set-cookie',
+        'link',
+        'x-upstream',
+      ]
+      const plain = await post('headers')
+      expect(plain.status).toBe(200)
+      expect(plain.headers.get('content-type')).toStartWith('application/json')
+      expect(plain.headers.get('mcp-session-id')).toBe('upstream-session-2')
+      expect(plain.headers.get('cache-control')).toBe('no-store')
+      expect(plain.headers.get('access-control-allow-origin')).toBeNull()
+      for (const name of dropped) expect(plain.headers.get(name)).toBeNull()
+      const origin = 'http://localhost:5173'
+      const browser = await post('headers', undefined, {
+        headers: {
+          authorization: `Bearer ${owner.token}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          origin,
+        },
+      })
+      expect(browser.status).toBe(200)
+      expect(browser.headers.get('access-control-allow-origin')).toBe(origin)
+      expect(browser.headers.get('access-control-expose-headers')).toContain('Mcp-Session-Id')
+      for (const name of dropped) expect(browser.headers.get(name)).toBeNull()
+    })
+
+    it('answers an upstream redirect with a JSON-RPC error naming it, never passing its Location on', async () => {
+      const upstream = rawUpstream(
+        () => new Response(null, { status: 307, headers: { location: 'http://evil.example/mcp' } }),
+      )
+      await register('moved', { url: upstream.url })
+      const response = await post('moved')
+      expect(response.status).toBe(502)
+      expect(response.headers.get('location')).toBeNull()
+      const body = await response.json()
+      expect(body).toMatchObject({ jsonrpc: '2.0', id: 1 })
+      expect(body.error.message).toStartWith('moved is unavailable:')
+      expect(body.error.message).toContain('redirect (HTTP 307)')
     })
 
     it('streams SSE as it comes: the first event arrives before the upstream sends the second', async () => {

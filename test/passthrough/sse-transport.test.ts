@@ -16,6 +16,14 @@ import { bootstrapOwner, createUserAndLogin, startTestServer } from '../setup.ts
 async function startSseUpstream() {
   const transports = new Map<string, SSEServerTransport>()
   const authorizations: (string | undefined)[] = []
+  const calls: string[] = []
+  const tools = DEFAULT_TOOLS.map((tool) => ({
+    ...tool,
+    run: (args: Record<string, unknown>) => {
+      calls.push(tool.name)
+      return tool.run(args)
+    },
+  }))
   const http = createServer(async (req, res) => {
     authorizations.push(req.headers.authorization)
     const url = new URL(req.url ?? '/', 'http://127.0.0.1')
@@ -23,7 +31,7 @@ async function startSseUpstream() {
       const transport = new SSEServerTransport('/messages', res)
       transports.set(transport.sessionId, transport)
       res.on('close', () => transports.delete(transport.sessionId))
-      await buildV1Server(DEFAULT_TOOLS).connect(transport)
+      await buildV1Server(tools).connect(transport)
       return
     }
     const transport = transports.get(url.searchParams.get('sessionId') ?? '')
@@ -43,6 +51,8 @@ async function startSseUpstream() {
         for (let i = 0; i < count; i++)
           await transport.send({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: i } })
     },
+    /** The tools that ran, in order. */
+    calls,
     close: () => new Promise<void>((resolve) => http.close(() => resolve())),
   }
 }
@@ -71,6 +81,19 @@ describe('an HTTP+SSE upstream through /mcp/servers/{slug}', () => {
       }),
     })
     if (created.status !== 201) throw new Error(`create: ${created.status} ${await created.text()}`)
+    const listed = await fetch(`${gatehouse.url}/api/v1/mcp/servers`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${owner.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        display_name: 'Legacy listed',
+        slug: 'legacy-listed',
+        url: upstream.url,
+        transport: 'sse',
+        enabled: true,
+        tool_deny_list: ['add'],
+      }),
+    })
+    if (listed.status !== 201) throw new Error(`create: ${listed.status} ${await listed.text()}`)
   })
   afterAll(async () => {
     await gatehouse?.close()
@@ -91,6 +114,27 @@ describe('an HTTP+SSE upstream through /mcp/servers/{slug}', () => {
       ])
       expect(upstream.authorizations.length).toBeGreaterThan(0)
       for (const seen of upstream.authorizations) expect(seen).toBe('Bearer legacy-credential')
+    } finally {
+      await transport.terminateSession().catch(() => {})
+      await client.close()
+    }
+  })
+
+  it('refuses a call of a tool its deny list names before it reaches the upstream', async () => {
+    const client = new Client({ name: 'sse-bridge-test', version: '1.0.0' })
+    const transport = new StreamableHTTPClientTransport(new URL(`${gatehouse.url}/mcp/servers/legacy-listed`), {
+      requestInit: { headers: { authorization: `Bearer ${owner.token}` } },
+    })
+    await client.connect(transport)
+    try {
+      const ran = upstream.calls.length
+      await expect(client.callTool({ name: 'add', arguments: { a: 1, b: 2 } })).rejects.toThrow(
+        `Legacy listed's policy does not allow the tool "add"`,
+      )
+      expect((await client.callTool({ name: 'echo', arguments: { text: 'allowed' } })).content).toEqual([
+        { type: 'text', text: 'allowed' },
+      ])
+      expect(upstream.calls.slice(ran)).toEqual(['echo'])
     } finally {
       await transport.terminateSession().catch(() => {})
       await client.close()
