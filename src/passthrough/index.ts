@@ -34,12 +34,17 @@ function rpcError(
   )
 }
 
-/** The id of a single JSON-RPC request in the body, so an error can answer it. */
-function requestIdOf(body: Uint8Array | null): unknown {
+/**
+ * The id of a single JSON-RPC request in the body, so an error can answer it. Only what JSON-RPC
+ * allows as an id (a string or a number): anything else, a deeply nested value included, is
+ * answered with `null` rather than serialised back.
+ */
+function requestIdOf(body: Uint8Array | null): string | number | null {
   if (!body) return null
   try {
     const message = JSON.parse(new TextDecoder().decode(body))
-    return message && typeof message === 'object' && !Array.isArray(message) && 'id' in message ? message.id : null
+    const id = message && typeof message === 'object' && !Array.isArray(message) ? message.id : null
+    return typeof id === 'string' || typeof id === 'number' ? id : null
   } catch {
     return null
   }
