@@ -685,6 +685,25 @@ describe('ID tokens that do not verify', () => {
       expect(await countUsers(server)).toBe(users)
       expect(await server.deps.db.selectFrom('user_links').selectAll().execute()).toEqual([])
     })
+
+  for (const [tamper, claim] of [
+    ['no-exp', 'exp'],
+    ['no-iat', 'iat'],
+  ] as const)
+    it(`refuses a correctly signed ID token without ${claim} and starts no session`, async () => {
+      const users = await countUsers(server)
+      const sessions = () => server.deps.db.selectFrom('sessions').select('user_id').execute()
+      const sessionsBefore = await sessions()
+      const signIn = await signInWith(tamper)
+      expect(signIn.status).toBe(502)
+      expect(pageMessage(signIn.text)).toBe(
+        `${DISPLAY_NAME}: the identity provider sent an ID token that does not verify.`,
+      )
+      expect(signIn.sessionToken).toBeUndefined()
+      expect(await countUsers(server)).toBe(users)
+      expect(await server.deps.db.selectFrom('user_links').selectAll().execute()).toEqual([])
+      expect(await sessions()).toEqual(sessionsBefore)
+    })
 })
 
 describe('OpenID provider discovery', () => {
