@@ -106,7 +106,7 @@ export function createPassthrough(deps: AppDeps): Passthrough {
     const started = performance.now()
     const account = (outcome: string, status: number) => {
       const seconds = (performance.now() - started) / 1000
-      deps.metrics.observeUpstream(server.slug, outcome, seconds)
+      deps.metrics.observeUpstream(server.id, outcome, seconds)
       deps.logger.info('mcp passthrough', {
         server: server.slug,
         user_id: principal.user.id,
