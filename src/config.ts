@@ -58,6 +58,8 @@ export interface Config {
   /** GitHub (or GitHub Enterprise) login, when its client is configured. */
   github: { clientId: string; clientSecret: string; url: string; apiUrl: string } | undefined
   passwordLogin: boolean
+  /** When set, `/metrics` answers only `Authorization: Bearer <this>`. */
+  metricsToken: string | undefined
 }
 
 /** One documented variable: its name, default and how it is read. Drives both parsing and the README table. */
@@ -235,6 +237,14 @@ export function parseEncryptionKeys(raw: string): EncryptionKeySpec[] {
     keys.push({ id, key })
   }
   return keys
+}
+
+/** A bearer token as a scraper sends it: visible ASCII without spaces; empty leaves `/metrics` open. */
+function parseMetricsToken(raw: string): string | undefined {
+  const value = raw.trim()
+  if (value === '') return undefined
+  if (!/^[\x21-\x7e]+$/.test(value)) throw new BadValue('must be visible ASCII characters without spaces')
+  return value
 }
 
 function parseHost(raw: string): string {
@@ -550,6 +560,14 @@ export const VARIABLES: Variable<keyof Config>[] = [
     description:
       "Browser origins allowed to call `/mcp` (CORS), comma-separated, besides the public URL's own (a loopback public URL allows every loopback origin)",
     parse: parseOrigins,
+  },
+  {
+    name: 'GATEHOUSE_METRICS_TOKEN',
+    field: 'metricsToken',
+    default: undefined,
+    description:
+      'When set, `/metrics` answers only requests with `Authorization: Bearer <this token>` (Prometheus `authorization.credentials`), 401 otherwise; unset, it is open to anyone who can reach the server',
+    parse: parseMetricsToken,
   },
 ]
 

@@ -53,26 +53,48 @@ export function wrapUriTemplate(slug: string, template: string): string {
   return `${RESOURCE_SCHEME}${slug}/${parts.map((part) => (part.startsWith('{') ? part : encodeURIComponent(part))).join('')}`
 }
 
-/** Whether `name` matches an allow/deny entry: exact, or `*` standing for any run of characters. */
+/**
+ * Upstream tool names longer than this are dropped: no client needs one, and a name is matched
+ * against every allow and deny entry on every view build, so an upstream must not choose its size.
+ */
+export const MAX_TOOL_NAME_LENGTH = 256
+
+/** Whether an upstream sent a name Gatehouse keeps: a string of 1 to `MAX_TOOL_NAME_LENGTH` characters. */
+export function isAcceptableUpstreamName(name: unknown): name is string {
+  return typeof name === 'string' && name.length > 0 && name.length <= MAX_TOOL_NAME_LENGTH
+}
+
+/**
+ * Whether `name` matches an allow/deny entry: the whole name, with `*` standing for any run of
+ * characters (line breaks too) and every other character literal. Greedy, backing up only to the
+ * last `*`, so the time grows with the name's length times the pattern's, never exponentially as a
+ * backtracking regular expression does on upstream-chosen names like `aaaa…` against `*a*a*a*b`.
+ */
 function matches(pattern: string, name: string): boolean {
   if (!pattern.includes('*')) return pattern === name
-  const expression = pattern
-    .split('*')
-    .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
-    .join('.*')
-  return new RegExp(`^${expression}$`).test(name)
+  let p = 0
+  let n = 0
+  /** The last `*` seen, and where in the name the run it stands for ends so far. */
+  let star = -1
+  let resume = 0
+  while (n < name.length) {
+    if (p < pattern.length && pattern[p] === '*') {
+      star = p++
+      resume = n
+    } else if (p < pattern.length && pattern[p] === name[n]) {
+      p++
+      n++
+    } else if (star >= 0) {
+      p = star + 1
+      n = ++resume
+    } else return false
+  }
+  while (p < pattern.length && pattern[p] === '*') p++
+  return p === pattern.length
 }
 
 /** A non-empty allow list lets only its tools through; then the deny list removes. */
 export function passesLists(name: string, allow: readonly string[], deny: readonly string[]): boolean {
   if (allow.length > 0 && !allow.some((pattern) => matches(pattern, name))) return false
   return !deny.some((pattern) => matches(pattern, name))
-}
-
-/** Upstream names longer than this are dropped from lists (and logged): no name needs more, and matching or hashing huge ones costs every user's view. */
-export const MAX_TOOL_NAME_LENGTH = 256
-
-/** Whether an upstream's tool, prompt or resource name is one Gatehouse serves: a string of 1 to 256 characters. */
-export function isAcceptableUpstreamName(name: unknown): name is string {
-  return typeof name === 'string' && name.length > 0 && name.length <= MAX_TOOL_NAME_LENGTH
 }

@@ -116,7 +116,12 @@ function oidcProvider(config: NonNullable<Config['oidc']>, publicUrl: string): L
       }
       let payload: JWTPayload
       try {
-        ;({ payload } = await jwtVerify(tokens.idToken(), jwks!, { issuer: meta.issuer, audience: config.clientId }))
+        // OpenID Connect Core §2 requires exp and iat; without exp a token would never expire.
+        ;({ payload } = await jwtVerify(tokens.idToken(), jwks!, {
+          issuer: meta.issuer,
+          audience: config.clientId,
+          requiredClaims: ['exp', 'iat'],
+        }))
       } catch {
         throw new LoginProviderError('the identity provider sent an ID token that does not verify')
       }

@@ -7,6 +7,7 @@ import { authenticateTokenCached, bearerToken } from '../auth/auth.service.ts'
 import type { Principal } from '../auth/index.ts'
 import type { AppDeps } from '../deps.ts'
 import { memoizedByValue } from '../http/headers.ts'
+import { exceedsJsonDepth, MAX_JSON_DEPTH } from '../http/json-depth.ts'
 import { resourcesOf } from '../oauth/resource.ts'
 import { ALL_SCOPES, narrowScopes } from '../oauth/scope.ts'
 import {
@@ -185,9 +186,13 @@ export function createMcpRequestHandler(deps: AppDeps): (request: Request, body?
 
     if (!acceptsMcpResponses(request.headers.get('accept') ?? ''))
       return rpcError(406, -32000, 'Not Acceptable: the client must accept both application/json and text/event-stream')
+    const text = rawBody ? decoder.decode(rawBody) : await request.text()
+    // Before anything walks or serialises the body: deep nesting would overflow the stack there.
+    if (exceedsJsonDepth(text))
+      return rpcError(400, -32600, `Invalid request: the body nests deeper than ${MAX_JSON_DEPTH} levels`)
     let body: unknown
     try {
-      body = JSON.parse(rawBody ? decoder.decode(rawBody) : await request.text())
+      body = JSON.parse(text)
     } catch {
       return rpcError(400, -32700, 'Parse error: the request body is not valid JSON')
     }
@@ -232,15 +237,21 @@ function visibleTool(name: string, context: McpContext) {
  * one; otherwise undefined (unknown tools and other methods are left to the protocol's own errors).
  */
 function missingScopes(body: unknown, context: McpContext): string[] | undefined {
-  if (Array.isArray(body)) {
-    // A 2025-03-26 batch: the call needs whatever any of its messages needs.
-    const needed = new Set(body.flatMap((message) => missingScopes(message, context) ?? []))
-    return needed.size > 0 ? [...needed] : undefined
+  if (!Array.isArray(body)) {
+    const missing = scopesMissingFor(body, context)
+    return missing.length > 0 ? missing : undefined
   }
+  // Only the top level can be a (2025-03-26) batch, which needs whatever any of its messages needs;
+  // an array inside it is no message, so nothing here recurses.
+  const needed = new Set(body.flatMap((message) => scopesMissingFor(message, context)))
+  return needed.size > 0 ? [...needed] : undefined
+}
+
+/** The scopes one message lacks: those of a `tools/call` of a visible tool the token does not cover. */
+function scopesMissingFor(body: unknown, context: McpContext): string[] {
   const message = body as { method?: unknown; params?: { name?: unknown } } | null
-  if (!message || typeof message !== 'object' || Array.isArray(message) || message.method !== 'tools/call')
-    return undefined
+  if (!message || typeof message !== 'object' || Array.isArray(message) || message.method !== 'tools/call') return []
   const tool = typeof message.params?.name === 'string' ? visibleTool(message.params.name, context) : undefined
-  if (!tool) return undefined
-  return tool.scopes.every((scope) => context.scopes.includes(scope)) ? undefined : tool.scopes
+  if (!tool) return []
+  return tool.scopes.every((scope) => context.scopes.includes(scope)) ? [] : tool.scopes
 }

@@ -59,14 +59,16 @@ export class HttpMetrics {
   private readonly upstreamLatency = new Map<string, Histogram>()
 
   /**
-   * One request passed to an upstream: by server slug (bounded: admins create them) and outcome
+   * One request passed to an upstream: by server ID (bounded: admins create them) and outcome
    * (`ok`, `client_error`, `upstream_error`, `unavailable`, `connect_required`), with the time to
-   * the upstream's answer.
+   * the upstream's answer. The ID, not the slug: a slug names an organization's server, and
+   * `/metrics` may be open to anyone who can reach it; the API maps an ID to its server.
    */
-  observeUpstream(server: string, outcome: string, seconds: number): void {
-    const key = `server="${escapeLabel(server)}",outcome="${escapeLabel(outcome)}"`
+  observeUpstream(serverId: string, outcome: string, seconds: number): void {
+    const server = `server_id="${escapeLabel(serverId)}"`
+    const key = `${server},outcome="${escapeLabel(outcome)}"`
     this.upstreamRequests.set(key, (this.upstreamRequests.get(key) ?? 0) + 1)
-    observeInto(this.upstreamLatency, `server="${escapeLabel(server)}"`, seconds)
+    observeInto(this.upstreamLatency, server, seconds)
   }
 
   render(): string {
@@ -81,13 +83,13 @@ export class HttpMetrics {
     )
     renderHistograms(lines, 'gatehouse_http_request_duration_seconds', this.latency)
     lines.push(
-      '# HELP gatehouse_upstream_requests_total Requests passed to upstream MCP servers, by server and outcome.',
+      '# HELP gatehouse_upstream_requests_total Requests passed to upstream MCP servers, by server ID and outcome.',
       '# TYPE gatehouse_upstream_requests_total counter',
     )
     for (const [labels, value] of this.upstreamRequests)
       lines.push(`gatehouse_upstream_requests_total{${labels}} ${value}`)
     lines.push(
-      '# HELP gatehouse_upstream_response_seconds Time until an upstream MCP server answered, by server.',
+      '# HELP gatehouse_upstream_response_seconds Time until an upstream MCP server answered, by server ID.',
       '# TYPE gatehouse_upstream_response_seconds histogram',
     )
     renderHistograms(lines, 'gatehouse_upstream_response_seconds', this.upstreamLatency)

@@ -36,12 +36,17 @@ function rpcError(
   )
 }
 
-/** The id of a single JSON-RPC request in the body, so an error can answer it. */
-function requestIdOf(body: Uint8Array | null): unknown {
+/**
+ * The id of a single JSON-RPC request in the body, so an error can answer it. Only what JSON-RPC
+ * allows as an id (a string or a number): anything else, a deeply nested value included, is
+ * answered with `null` rather than serialised back.
+ */
+function requestIdOf(body: Uint8Array | null): string | number | null {
   if (!body) return null
   try {
     const message = JSON.parse(new TextDecoder().decode(body))
-    return message && typeof message === 'object' && !Array.isArray(message) && 'id' in message ? message.id : null
+    const id = message && typeof message === 'object' && !Array.isArray(message) ? message.id : null
+    return typeof id === 'string' || typeof id === 'number' ? id : null
   } catch {
     return null
   }
@@ -138,7 +143,7 @@ function createPassthrough(deps: AppDeps): Passthrough {
     const started = performance.now()
     const account = (outcome: string, status: number) => {
       const seconds = (performance.now() - started) / 1000
-      deps.metrics.observeUpstream(server.slug, outcome, seconds)
+      deps.metrics.observeUpstream(server.id, outcome, seconds)
       deps.logger.info('mcp passthrough', {
         server: server.slug,
         user_id: principal.user.id,

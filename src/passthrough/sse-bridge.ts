@@ -1,5 +1,6 @@
 import type { JSONRPCMessage, SSEClientTransport } from '@modelcontextprotocol/client'
 import type { McpServerRow } from '../db/schema.ts'
+import { exceedsJsonDepth, MAX_JSON_DEPTH } from '../http/json-depth.ts'
 import type { OutboundFetch } from '../http/outbound.ts'
 import { type OutboundCapacity, type StreamLease, StreamRefused } from '../http/outbound-capacity.ts'
 
@@ -113,10 +114,18 @@ export class SseBridge {
       return this.openStream(sessionId, existing)
     }
 
+    const text = new TextDecoder().decode(input.body ?? new Uint8Array())
+    // The bridge serialises what it is sent again: deep nesting would overflow the stack there.
+    if (exceedsJsonDepth(text))
+      return json(400, {
+        jsonrpc: '2.0',
+        error: { code: -32600, message: `Invalid request: the body nests deeper than ${MAX_JSON_DEPTH} levels` },
+        id: null,
+      })
     let messages: JSONRPCMessage[]
     let batch: boolean
     try {
-      const parsed = JSON.parse(new TextDecoder().decode(input.body ?? new Uint8Array()))
+      const parsed = JSON.parse(text)
       batch = Array.isArray(parsed)
       messages = batch ? parsed : [parsed]
     } catch {

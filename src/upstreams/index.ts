@@ -141,7 +141,9 @@ export const upstreamsModule = (deps: AppDeps) =>
         try {
           const { returnTo, server } = await finishConnect(deps, principal, params.id, query)
           if (!html) return { connected: true }
-          if (returnTo) return redirect(returnTo, 303)
+          // Checked again on the way out: a connection started before a stricter check keeps its value.
+          const back = returnTo ? safeReturnTo(returnTo, deps.config.publicUrl, '') : ''
+          if (back) return redirect(back, 303)
           return renderConnectedPage(server.display_name, connections)
         } catch (error) {
           if (!(error instanceof ApiError) || !html) throw error

@@ -61,10 +61,22 @@ export function checkHeaderName(field: string, name: string, options: { allowAut
   return trimmed
 }
 
-/** A header value: no CR, LF or NUL (header injection), trimmed, bounded. */
+/** What RFC 9110 §5.5 lets a field value hold: HTAB, SP, VCHAR and obs-text (0x80-0xFF). */
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
+
+/**
+ * A header value, trimmed: no CR, LF or NUL (header injection), and nothing else a header cannot
+ * carry. Refused when written, since a stored value that `Headers` refuses would fail every
+ * request to the upstream later.
+ */
 export function checkHeaderValue(field: string, value: string): string {
   const trimmed = value.trim()
   if (/[\r\n\0]/.test(trimmed)) throw invalidField(field, 'must not contain line breaks or NUL')
+  if (!FIELD_VALUE.test(trimmed))
+    throw invalidField(
+      field,
+      'must hold only characters an HTTP header can carry: visible ASCII, space, tab, or Latin-1 (U+0080 to U+00FF)',
+    )
   if (trimmed === '') throw invalidField(field, 'must not be empty')
   return trimmed
 }

@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'bun:test'
 import { type Config, ConfigError, loadConfig } from '../../src/config.ts'
 import { openValue } from '../../src/secrets/sealed-column.ts'
 import { cliEnv, createTempDir, encodeKey, findFreePort, killChildren, runCli } from '../fixtures/cli-process.ts'
+import { OFF_SITE_PATHS } from '../fixtures/http.ts'
 import {
   type ForgedAccount,
   gatehouseLoginClient,
@@ -370,11 +371,13 @@ describe('sign-in with an OpenID provider and GitHub', () => {
       expect(signIn.sessionToken).toBeUndefined()
     })
 
-    it('keeps the browser on this server when return_to names another site', async () => {
-      const signIn = await oidcSignIn('newbie', { returnTo: '//evil.example/steal' })
-      expect(signIn.status).toBe(303)
-      expect(signIn.location).toBe('/login')
-    })
+    for (const returnTo of ['//evil.example/steal', ...OFF_SITE_PATHS])
+      it(`keeps the browser on this server when return_to is ${JSON.stringify(returnTo)}`, async () => {
+        const signIn = await oidcSignIn('newbie', { returnTo })
+        expect(signIn.status).toBe(303)
+        expect(signIn.location).toBe('/login')
+        expect(new URL(signIn.location!, server.url).origin).toBe(new URL(server.url).origin)
+      })
 
     it('offers each configured provider on the sign-in page, next to the password form', async () => {
       const response = await fetch(`${server.url}/login?next=/connections`, { signal: AbortSignal.timeout(TIMEOUT_MS) })
@@ -681,6 +684,25 @@ describe('ID tokens that do not verify', () => {
       expect(signIn.sessionToken).toBeUndefined()
       expect(await countUsers(server)).toBe(users)
       expect(await server.deps.db.selectFrom('user_links').selectAll().execute()).toEqual([])
+    })
+
+  for (const [tamper, claim] of [
+    ['no-exp', 'exp'],
+    ['no-iat', 'iat'],
+  ] as const)
+    it(`refuses a correctly signed ID token without ${claim} and starts no session`, async () => {
+      const users = await countUsers(server)
+      const sessions = () => server.deps.db.selectFrom('sessions').select('user_id').execute()
+      const sessionsBefore = await sessions()
+      const signIn = await signInWith(tamper)
+      expect(signIn.status).toBe(502)
+      expect(pageMessage(signIn.text)).toBe(
+        `${DISPLAY_NAME}: the identity provider sent an ID token that does not verify.`,
+      )
+      expect(signIn.sessionToken).toBeUndefined()
+      expect(await countUsers(server)).toBe(users)
+      expect(await server.deps.db.selectFrom('user_links').selectAll().execute()).toEqual([])
+      expect(await sessions()).toEqual(sessionsBefore)
     })
 })
 

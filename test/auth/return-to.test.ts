@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { safeReturnTo } from '../../src/http/return-to.ts'
+import { OFF_SITE_PATHS } from '../fixtures/http.ts'
 import { bootstrapOwner, OWNER, setup, type TestContext } from '../setup.ts'
 
 const PUBLIC = 'https://gatehouse.example'
@@ -20,6 +21,7 @@ const HOSTILE = [
   'javascript:alert(1)',
   ' //evil.example',
   'evil.example',
+  ...OFF_SITE_PATHS,
 ]
 
 describe('safeReturnTo', () => {
@@ -40,6 +42,29 @@ describe('safeReturnTo', () => {
 
   it('normalises dot segments instead of passing them on', () => {
     expect(safeReturnTo('/a/../connections', PUBLIC, FALLBACK)).toBe('/connections')
+    expect(safeReturnTo('/%2e/connections', PUBLIC, FALLBACK)).toBe('/connections')
+  })
+
+  it('keeps an empty segment that does not start the path', () => {
+    expect(safeReturnTo('/connections//x', PUBLIC, FALLBACK)).toBe('/connections//x')
+  })
+
+  for (const value of ['/gh/..//evil.example', '/gh/.././/evil.example', '/gh/../\\evil.example'])
+    it(`refuses ${JSON.stringify(value)} under a public URL with a base path`, () => {
+      expect(safeReturnTo(value, `${PUBLIC}/gh`, FALLBACK)).toBe(FALLBACK)
+    })
+
+  it('never returns a path a browser reads as another host, whatever it is given', () => {
+    const pieces = ['/', '\\', '.', '..', '%2e', '%2f', '%5c', '\t', 'evil.example']
+    const leaks: string[] = []
+    for (const a of pieces)
+      for (const b of pieces)
+        for (const c of pieces) {
+          const result = safeReturnTo(`/${a}${b}${c}`, PUBLIC, FALLBACK)
+          const resolved = new URL(result, `${PUBLIC}/`)
+          if (/^[/\\]{2}/.test(result) || resolved.origin !== PUBLIC) leaks.push(`/${a}${b}${c} → ${result}`)
+        }
+    expect(leaks).toEqual([])
   })
 
   it('refuses what is not a string', () => {

@@ -185,6 +185,12 @@ describe('loadConfig problems', () => {
     expect(problemsOf({ GATEHOUSE_LOGIN_WINDOW: '0m' })).toEqual(['GATEHOUSE_LOGIN_WINDOW: must be longer than zero'])
   })
 
+  it('rejects a metrics token a scraper could not send, without echoing it', () => {
+    expect(problemsOf({ GATEHOUSE_METRICS_TOKEN: 'two words' })).toEqual([
+      'GATEHOUSE_METRICS_TOKEN: must be visible ASCII characters without spaces',
+    ])
+  })
+
   it('rejects a boolean it cannot read', () => {
     expect(problemsOf({ GATEHOUSE_TRUST_PROXY: 'maybe' })).toEqual([
       'GATEHOUSE_TRUST_PROXY: must be true or false, got "maybe"',

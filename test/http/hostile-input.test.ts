@@ -1,4 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
+import { MAX_JSON_DEPTH } from '../../src/http/json-depth.ts'
+import { findFreePort } from '../fixtures/cli-process.ts'
+import { startV2McpServer, type UpstreamServer } from '../fixtures/upstreams.ts'
+import { MCP_HEADERS } from '../mcp/support-mcp-server.ts'
 import { bootstrapOwner, setup, type TestContext } from '../setup.ts'
 
 /**
@@ -376,4 +380,128 @@ describe('hostile input, signed in as the owner', () => {
   it('answers hostile input on every route with a 4xx naming the problem, never a 5xx', async () => {
     expect(await sendHostileInput(ctx, token, true)).toEqual([])
   }, 30_000)
+})
+
+describe('deeply nested JSON on the MCP endpoints', () => {
+  let ctx: TestContext
+  let token: string
+  let upstream: UpstreamServer
+  const DEEP = 100_000
+  const deepArray = `${'['.repeat(DEEP)}${']'.repeat(DEEP)}`
+  const deepObject = `${'{"a":'.repeat(DEEP)}1${'}'.repeat(DEEP)}`
+  /** `levels` objects, one inside the other, as JSON text. */
+  const nested = (levels: number) => `${'{"a":'.repeat(levels)}1${'}'.repeat(levels)}`
+
+  beforeAll(async () => {
+    ctx = await setup({ outboundAllowPrivate: true })
+    token = (await bootstrapOwner(ctx)).token
+    upstream = await startV2McpServer()
+    const closedPort = await findFreePort()
+    for (const [slug, url] of [
+      ['deep', upstream.url],
+      ['gone', `http://127.0.0.1:${closedPort}/mcp`],
+    ]) {
+      const created = await ctx.app.handle(
+        new Request('http://localhost/api/v1/mcp/servers', {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ display_name: slug, slug, url, enabled: true, availability: 'force_on' }),
+        }),
+      )
+      if (created.status !== 201) throw new Error(`create ${slug}: ${created.status} ${await created.text()}`)
+    }
+  })
+  afterAll(async () => {
+    await ctx.close()
+    await upstream.close()
+  })
+
+  async function post(path: string, body: string) {
+    const response = await ctx.app.handle(
+      new Request(`http://localhost${path}`, {
+        method: 'POST',
+        headers: { ...MCP_HEADERS, authorization: `Bearer ${token}` },
+        body,
+      }),
+    )
+    const text = await response.text()
+    let json: any
+    try {
+      json = JSON.parse(text)
+    } catch {}
+    return { status: response.status, text, body: json }
+  }
+
+  /** A JSON-RPC request as text, its params and id given as JSON text (so they can nest at will). */
+  const message = (method: string, params: string, id = '1') =>
+    `{"jsonrpc":"2.0","id":${id},"method":"${method}","params":${params}}`
+
+  it('refuses an array nested 100,000 levels deep on /mcp with 400 naming the depth limit', async () => {
+    const answer = await post('/mcp', deepArray)
+    expect(answer.status).toBe(400)
+    expect(answer.body).toMatchObject({ jsonrpc: '2.0', error: { code: -32600 }, id: null })
+    expect(answer.body.error.message).toContain(`${MAX_JSON_DEPTH} levels`)
+  })
+
+  it('refuses an object nested 100,000 levels deep on /mcp with 400 naming the depth limit', async () => {
+    const answer = await post('/mcp', deepObject)
+    expect(answer.status).toBe(400)
+    expect(answer.body.error.code).toBe(-32600)
+    expect(answer.body.error.message).toContain(`${MAX_JSON_DEPTH} levels`)
+  })
+
+  it('refuses a call of a Gatehouse tool whose arguments nest too deep, before any tool runs', async () => {
+    const answer = await post(
+      '/mcp',
+      message('tools/call', `{"name":"get_authenticated_user","arguments":${deepObject}}`),
+    )
+    expect(answer.status).toBe(400)
+    expect(answer.body.error.code).toBe(-32600)
+  })
+
+  it('refuses a call of an upstream tool whose arguments nest too deep, without forwarding it', async () => {
+    const before = upstream.requests.length
+    const answer = await post('/mcp', message('tools/call', `{"name":"deep__echo","arguments":{"text":${deepArray}}}`))
+    expect(answer.status).toBe(400)
+    expect(answer.body.error.code).toBe(-32600)
+    expect(upstream.requests.length).toBe(before)
+  })
+
+  it('refuses nesting one level past the limit and serves one level within it', async () => {
+    const over = await post('/mcp', message('ping', `{"_meta":${nested(MAX_JSON_DEPTH - 1)}}`))
+    expect(over.status).toBe(400)
+    const within = await post('/mcp', message('ping', `{"_meta":${nested(MAX_JSON_DEPTH - 2)}}`))
+    expect(within.status).toBe(200)
+    expect(within.text).toContain('"result":{}')
+  })
+
+  it('counts brackets inside strings as text, not as nesting', async () => {
+    const answer = await post(
+      '/mcp',
+      message('tools/call', `{"name":"deep__echo","arguments":{"text":${JSON.stringify(`\\"${deepArray}`)}}}`),
+    )
+    expect(answer.status).toBe(200)
+    expect(answer.text).toContain('\\\\\\"[[[')
+  })
+
+  it('treats only a top-level array as a batch: a batch inside a batch is no request', async () => {
+    const call = message('tools/call', '{"name":"get_authenticated_user","arguments":{}}')
+    const answer = await post('/mcp', `[[${call}]]`)
+    expect(answer.status).toBeGreaterThanOrEqual(400)
+    expect(answer.status).toBeLessThan(500)
+    expect(answer.text).not.toContain('owner@example.com')
+  })
+
+  it('answers a passthrough request whose id nests deep with a JSON-RPC error, not a 500', async () => {
+    const answer = await post('/mcp/servers/gone', message('tools/list', '{}', deepArray))
+    expect(answer.status).toBe(502)
+    expect(answer.body).toMatchObject({ jsonrpc: '2.0', id: null })
+    expect(answer.body.error.message).toContain('gone')
+  })
+
+  it('answers a passthrough request nested 100,000 levels deep with a JSON-RPC error, not a 500', async () => {
+    const answer = await post('/mcp/servers/gone', deepArray)
+    expect(answer.status).toBe(502)
+    expect(answer.body).toMatchObject({ jsonrpc: '2.0', id: null })
+  })
 })

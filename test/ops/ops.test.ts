@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { createApp } from '../../src/app.ts'
-import { testConfig } from '../../src/config.ts'
+import { loadConfig, testConfig } from '../../src/config.ts'
 import { openDatabase } from '../../src/db/index.ts'
 import { loadMigrationSources } from '../../src/db/migrate.ts'
 import { createOutboundFetch } from '../../src/http/outbound.ts'
@@ -165,5 +165,44 @@ describe('operations endpoints on a real server', () => {
     const requestId = response.headers.get('x-request-id')
     expect(requestLogLines().find((entry) => entry.request_id === requestId)).toMatchObject({ path: '/healthz' })
     expect(lines.join('')).not.toContain('secret123')
+  })
+})
+
+describe('/metrics with GATEHOUSE_METRICS_TOKEN set', () => {
+  const TOKEN = 'scrape-token-0123456789abcdef'
+  let server: Awaited<ReturnType<typeof startTestServer>>
+  beforeAll(async () => {
+    const { metricsToken } = loadConfig({ DATABASE_URL: ':memory:', GATEHOUSE_METRICS_TOKEN: TOKEN })
+    server = await startTestServer({ metricsToken })
+  })
+  afterAll(async () => {
+    await server.close()
+  })
+
+  const metrics = (headers: Record<string, string> = {}) => fetch(`${server.url}/metrics`, { headers })
+
+  it('refuses a scrape without the token with 401 and a JSON error', async () => {
+    const response = await metrics()
+    expect(response.status).toBe(401)
+    expect(response.headers.get('www-authenticate')).toStartWith('Bearer')
+    const body = await response.json()
+    expect(body.message).toContain('GATEHOUSE_METRICS_TOKEN')
+    expect(JSON.stringify(body)).not.toContain(TOKEN)
+  })
+
+  it('refuses a scrape with another token with 401', async () => {
+    for (const authorization of [`Bearer ${TOKEN}x`, `Bearer ${TOKEN.slice(0, -1)}`, 'Bearer x', `Basic ${TOKEN}`])
+      expect((await metrics({ authorization })).status).toBe(401)
+  })
+
+  it('serves the metrics to a scrape with the token', async () => {
+    const response = await metrics({ authorization: `Bearer ${TOKEN}` })
+    expect(response.status).toBe(200)
+    expect(await response.text()).toContain('# TYPE gatehouse_http_requests_total counter')
+  })
+
+  it('leaves /healthz and /readyz open', async () => {
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200)
+    expect((await fetch(`${server.url}/readyz`)).status).toBe(200)
   })
 })

@@ -521,14 +521,16 @@ describe('one upstream through /mcp/servers/{slug}', () => {
       expect(await response.json()).toEqual({ jsonrpc: '2.0', id: 1, result: { ok: true } })
     })
 
-    it('counts each request per server and outcome in /metrics', async () => {
+    it('counts each request per server and outcome in /metrics, by server ID and never by slug', async () => {
       const upstream = rawUpstream(() => Response.json({ jsonrpc: '2.0', id: 1, result: {} }))
-      await register('counted', { url: upstream.url })
-      await post('counted')
-      await post('counted')
+      const server = await register('acme-payroll', { url: upstream.url })
+      await post('acme-payroll')
+      await post('acme-payroll')
       const metrics = await (await fetch(`${gatehouse.url}/metrics`)).text()
-      expect(metrics).toContain('gatehouse_upstream_requests_total{server="counted",outcome="ok"} 2')
-      expect(metrics).toContain('gatehouse_upstream_response_seconds_count{server="counted"} 2')
+      expect(metrics).toContain(`gatehouse_upstream_requests_total{server_id="${server.id}",outcome="ok"} 2`)
+      expect(metrics).toContain(`gatehouse_upstream_response_seconds_count{server_id="${server.id}"} 2`)
+      // Anyone who can reach /metrics would otherwise learn every organization's server names.
+      expect(metrics).not.toContain('acme-payroll')
     })
   })
 })

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { createServer } from 'node:http'
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client'
 import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js'
+import { MAX_JSON_DEPTH } from '../../src/http/json-depth.ts'
 import { findFreePort } from '../fixtures/cli-process.ts'
 import { remote } from '../fixtures/http.ts'
 import { buildV1Server, DEFAULT_TOOLS } from '../fixtures/upstreams.ts'
@@ -240,5 +241,23 @@ describe('an HTTP+SSE upstream through /mcp/servers/{slug}', () => {
         'the flooded session to end',
       )
     })
+  })
+
+  it('refuses an initialize nested deeper than the limit with a JSON-RPC error naming it, not a 500', async () => {
+    const deep = `${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}`
+    const response = await fetch(`${gatehouse.url}/mcp/servers/legacy`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${owner.token}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+      },
+      body: `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"deep","version":"1"},"_meta":${deep}}}`,
+    })
+    expect(response.status).toBe(400)
+    const body = await response.json()
+    expect(body).toMatchObject({ jsonrpc: '2.0', error: { code: -32600 }, id: null })
+    expect(body.error.message).toContain(`${MAX_JSON_DEPTH} levels`)
+    expect(response.headers.get('mcp-session-id')).toBeNull()
   })
 })

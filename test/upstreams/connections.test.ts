@@ -17,6 +17,7 @@ import {
   UPSTREAM_ERROR_MARKER,
   type UpstreamServer,
 } from '../fixtures/upstreams.ts'
+import { OFF_SITE_PATHS } from '../fixtures/http.ts'
 import { bootstrapOwner, createUserAndLogin, setup, type TestContext } from '../setup.ts'
 
 /**
@@ -375,8 +376,9 @@ describe('the connect and callback routes', () => {
     '//evil.example/steal',
     '/\\evil.example',
     'javascript:alert(1)',
+    ...OFF_SITE_PATHS,
   ])
-    it(`ignores the off-site return_to ${offSite} and shows the connected page instead`, async () => {
+    it(`ignores the off-site return_to ${JSON.stringify(offSite)} and shows the connected page instead`, async () => {
       const { as, server } = await oauthServer()
       const back = await as.approve(await connectUrl(alice, server.id, offSite))
       const done = await callback(alice, back, BROWSER)
@@ -385,6 +387,16 @@ describe('the connect and callback routes', () => {
       expect(done.text).toContain('is connected')
       expect(done.text).not.toContain('evil.example')
     })
+
+  it('checks return_to again after connecting, so an off-site one stored earlier leads nowhere', async () => {
+    const { as, server } = await oauthServer()
+    const back = await as.approve(await connectUrl(alice, server.id, '/connections'))
+    await ctx.db.updateTable('mcp_oauth_states').set({ return_to: '//evil.example/steal' }).execute()
+    const done = await callback(alice, back, BROWSER)
+    expect(done.status).toBe(200)
+    expect(done.headers.get('location')).toBeNull()
+    expect(done.text).toContain('is connected')
+  })
 
   it('refuses a wrong state and stores nothing', async () => {
     const { as, server } = await oauthServer()

@@ -202,6 +202,80 @@ describe('the MCP server registry', () => {
       ).toBe(422)
     })
 
+    /** Values no HTTP header can carry (RFC 9110 field-value: HTAB, SP, VCHAR, obs-text 0x80-0xFF). */
+    const UNSENDABLE: [string, string][] = [
+      ['a snowman', '\u2603 snowman'],
+      ['text beyond Latin-1', 'caf\u00e9\u2603'],
+      ['an emoji', 'key-\u{1f511}'],
+      ['a control character', 'a\u0001b'],
+      ['DEL', 'a\u007fb'],
+      ['an escape character', '\u001b[31mred'],
+    ]
+    for (const [what, value] of UNSENDABLE) {
+      it(`refuses an api_key_value with ${what} with 422 naming it, and creates nothing`, async () => {
+        const response = await create({ ...BASE, auth_type: 'api_key', api_key_header: 'X-Key', api_key_value: value })
+        expect(response.status).toBe(422)
+        expect(response.body.validations).toEqual([
+          { field: 'api_key_value', detail: expect.stringContaining('header') },
+        ])
+        expect((await call(owner.token, 'GET', '/servers')).body).toEqual([])
+      })
+
+      it(`refuses a custom header value with ${what} with 422 naming the header, and creates nothing`, async () => {
+        const response = await create({
+          ...BASE,
+          auth_type: 'custom_headers',
+          custom_headers: { 'X-Fine': 'plain', 'X-Team': value },
+        })
+        expect(response.status).toBe(422)
+        expect(response.body.validations).toEqual([
+          { field: 'custom_headers.X-Team', detail: expect.stringContaining('header') },
+        ])
+        expect((await call(owner.token, 'GET', '/servers')).body).toEqual([])
+      })
+    }
+
+    it('refuses such values in a PATCH and leaves the server as it was', async () => {
+      const { body: keyed } = await create({
+        ...BASE,
+        auth_type: 'api_key',
+        api_key_header: 'X-Key',
+        api_key_value: SECRETS[0],
+      })
+      const { body: headed } = await create({
+        ...BASE,
+        slug: 'headed',
+        auth_type: 'custom_headers',
+        custom_headers: { 'X-Team': SECRETS[1] },
+      })
+      const rowsBefore = await ctx.db.selectFrom('mcp_servers').selectAll().orderBy('id').execute()
+      const patchedKey = await call(owner.token, 'PATCH', `/servers/${keyed.id}`, {
+        display_name: 'Renamed',
+        api_key_value: '\u2603',
+      })
+      expect(patchedKey.status).toBe(422)
+      expect(patchedKey.body.validations.map((v: { field: string }) => v.field)).toEqual(['api_key_value'])
+      const patchedHeaders = await call(owner.token, 'PATCH', `/servers/${headed.id}`, {
+        display_name: 'Renamed',
+        custom_headers: { 'X-Team': 'caf\u00e9\u2603' },
+      })
+      expect(patchedHeaders.status).toBe(422)
+      expect(patchedHeaders.body.validations.map((v: { field: string }) => v.field)).toEqual(['custom_headers.X-Team'])
+      expect((await call(owner.token, 'GET', `/servers/${keyed.id}`)).body).toEqual(keyed)
+      expect((await call(owner.token, 'GET', `/servers/${headed.id}`)).body).toEqual(headed)
+      expect(await ctx.db.selectFrom('mcp_servers').selectAll().orderBy('id').execute()).toEqual(rowsBefore)
+    })
+
+    it('accepts header values with tabs, spaces and Latin-1 letters', async () => {
+      const response = await create({
+        ...BASE,
+        auth_type: 'custom_headers',
+        custom_headers: { 'X-Team': 'caf\u00e9\tna\u00efve ~!' },
+      })
+      expect(response.status).toBe(201)
+      expect(response.body.has_custom_headers).toBe(true)
+    })
+
     it('allows Authorization among custom headers only for the custom_headers type', async () => {
       const withOauth = await create({
         ...BASE,
