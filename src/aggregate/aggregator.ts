@@ -47,6 +47,8 @@ export type ToolRoute =
   | { kind: 'connect'; server: McpServerRow; definition: Tool }
   /** A tool of a server the user must connect (known from before): calling it asks them to connect. */
   | { kind: 'connect_required'; server: McpServerRow; upstreamName: string }
+  /** A name of a server whose tools cannot be listed now: calling it says why. */
+  | { kind: 'unavailable'; server: McpServerRow; reason: string }
 
 export interface UserView {
   servers: AggregatedServer[]
@@ -304,6 +306,23 @@ export class Aggregator {
       }
     }
     return { servers, tools, routes, toolsJson: tools.map((tool) => JSON.stringify(tool)).join(',') }
+  }
+
+  /**
+   * The route of a called name, or, for a name the table does not hold but that begins with
+   * `<slug>__` of a server in the user's view, what that server's state says: it must be
+   * connected, or its tools cannot be listed now (and why). Only a miss pays for the lookup;
+   * a name of a server that listed its tools and has no such tool stays unknown.
+   */
+  routeOf(principal: Principal, view: UserView, name: string): ToolRoute | undefined {
+    const route = view.routes.get(name)
+    if (route) return route
+    const entry = view.servers.find(({ row }) => name.startsWith(`${row.slug}__`))
+    if (!entry) return undefined
+    const { row: server } = entry
+    if (entry.status === 'connect') return { kind: 'connect_required', server, upstreamName: name }
+    const reason = this.lists.unavailable(credentialKeyOf(server, principal.user.id), 'tools')
+    return reason === undefined ? undefined : { kind: 'unavailable', server, reason }
   }
 
   /** The tools the lists last held for this user's credential, if any (used while they must reconnect). */

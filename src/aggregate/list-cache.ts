@@ -31,6 +31,8 @@ interface Entry {
   invalidated: boolean
   refreshing: Promise<void> | undefined
   refreshStartedAt: number
+  /** Why the last fetch failed, until one succeeds. */
+  failure: string | undefined
 }
 
 export class ListCache {
@@ -62,6 +64,7 @@ export class ListCache {
         invalidated: true,
         refreshing: undefined,
         refreshStartedAt: 0,
+        failure: undefined,
       }
       this.entries.set(id, entry)
     }
@@ -84,6 +87,16 @@ export class ListCache {
     await Promise.race([refreshing, capped])
     clearTimeout(timer)
     return entry.items
+  }
+
+  /**
+   * Why a key's list cannot be had, when it cannot: the last fetch's failure, or that the first
+   * fetch has not finished. Undefined while a list is held.
+   */
+  unavailable(key: string, kind: ListKind): string | undefined {
+    const entry = this.entries.get(`${kind}\0${key}`)
+    if (entry?.items !== undefined) return undefined
+    return entry?.failure ?? 'it has not answered yet'
   }
 
   /** The list held for a key, fresh or not, without fetching. */
@@ -125,8 +138,10 @@ export class ListCache {
         entry.fetchedAt = Date.now()
         // A notification that arrived during the fetch may not be in this answer.
         if (entry.invalidated === invalidatedBefore) entry.invalidated = false
+        entry.failure = undefined
         if (changed) this.version++
       } catch (error) {
+        entry.failure = error instanceof Error ? error.message : String(error)
         onFailure(error)
         // The last good list stays; the next request tries again after a short pause.
         entry.fetchedAt = Date.now()

@@ -76,14 +76,17 @@ export function addUpstreams(
   called: string[] | 'all',
   protocolVersion: string | null,
 ): void {
-  const names = called === 'all' ? [...view.routes.keys()] : called.filter((name) => view.routes.has(name))
-  for (const name of names) {
-    const route = view.routes.get(name)!
-    if (route.kind === 'connect_required' && called === 'all') continue
+  const routes: [string, ToolRoute][] =
+    called === 'all'
+      ? [...view.routes].filter(([, route]) => route.kind !== 'connect_required')
+      : called.flatMap((name) => {
+          const route = serving.aggregator.routeOf(principal, view, name)
+          return route ? [[name, route] as [string, ToolRoute]] : []
+        })
+  for (const [name, route] of routes)
     server.registerTool(name, registration(route, called === 'all'), (args: unknown, ctx: ServerContext) =>
       callRoute(serving, principal, name, route, args as Record<string, unknown>, ctx, protocolVersion),
     )
-  }
 }
 
 /** Never listed: the tool of a server the user must reconnect, known only by its name. */
@@ -94,7 +97,7 @@ const UNLISTED = describing({ type: 'object' })
  * left out, so the SDK never holds the upstream's result to it and the result passes unchanged.
  */
 function registration(route: ToolRoute, listing: boolean) {
-  if (route.kind === 'connect_required') return { inputSchema: UNLISTED }
+  if (route.kind === 'connect_required' || route.kind === 'unavailable') return { inputSchema: UNLISTED }
   const { title, description, inputSchema, outputSchema, annotations, icons, _meta } = route.definition
   return {
     title,
@@ -150,7 +153,21 @@ async function callRoute(
   if (route.kind === 'connect')
     return connectAnswer(serving, server, `${server.display_name} needs you to sign in`, ctx, protocolVersion, false)
   if (route.kind === 'connect_required')
-    return connectAnswer(serving, server, `Reconnect ${server.display_name}`, ctx, protocolVersion, true)
+    return connectAnswer(
+      serving,
+      server,
+      `${server.display_name} (${server.slug}) needs you to connect your account first`,
+      ctx,
+      protocolVersion,
+      true,
+    )
+  if (route.kind === 'unavailable')
+    return {
+      content: [
+        { type: 'text' as const, text: `${server.display_name} (${server.slug}) is unavailable: ${route.reason}` },
+      ],
+      isError: true,
+    }
 
   const state = ctx.mcpReq.requestState<RelayState>()
   if (state !== undefined && (typeof state !== 'object' || state.tool !== name))

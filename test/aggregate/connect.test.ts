@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'bun:test'
 import {
   type Account,
   type AggregateGatehouse,
+  refusalOf,
   startAggregateGatehouse,
   startV2Upstream,
   textOf,
@@ -74,6 +75,14 @@ describe('an oauth2 server the user has not connected', () => {
       expect(message).toMatch(/open/i)
     }
     expect(upstream.calls.length).toBe(calls)
+  })
+
+  it('answers a call of one of its tools, never listed, with the connect link instead of "not found"', async () => {
+    const server = await registerOAuthServer()
+    const client = await gatehouse.mcp(alice.token)
+    const refusal = await refusalOf(client.callTool({ name: `${server.slug}__echo`, arguments: { text: 'unlisted' } }))
+    expect(refusal).toContain(`${server.display_name} (${server.slug})`)
+    expect(refusal).toContain(`${gatehouse.publicUrl}/connections?connect=${server.id}`)
   })
 
   it('shows its real tools at the next tools/list once the user has connected, and calls them', async () => {
@@ -175,6 +184,31 @@ describe('an oauth2 server the user has not connected', () => {
       expect(message.error.code).toBe(-32042)
       expect(message.error.data.elicitations[0]).toMatchObject({ mode: 'url', url: link })
     }
+  })
+
+  it('answers a 2025-11-25 client’s call of a tool never listed, after the sign-in lapsed, with URL elicitation', async () => {
+    const { server, client } = await revokedConnection('revoked-unlisted')
+    await client.callTool({ name: 'revoked-unlisted__echo', arguments: { text: 'after' } })
+    const response = await fetch(`${gatehouse.publicUrl}/mcp`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${alice.token}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-protocol-version': '2025-11-25',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 7,
+        method: 'tools/call',
+        params: { name: 'revoked-unlisted__never_listed', arguments: {} },
+      }),
+      signal: AbortSignal.timeout(10_000),
+    })
+    const line = (await response.text()).split('\n').find((candidate) => candidate.startsWith('data:'))!
+    const message = JSON.parse(line.slice(5))
+    expect(message.error.code).toBe(-32042)
+    expect(message.error.data.elicitations[0].url).toBe(`${gatehouse.publicUrl}/connections?connect=${server.id}`)
   })
 
   it('lists the connect tool again at the next tools/list once a call found the sign-in revoked', async () => {

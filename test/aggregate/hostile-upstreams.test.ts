@@ -313,3 +313,37 @@ describe('a flood of list_changed notifications', () => {
     expect(heard).toBeLessThanOrEqual(5)
   })
 })
+
+describe('a call of a server in the user’s /mcp that cannot answer', () => {
+  let gatehouse: AggregateGatehouse
+  let alice: Account
+  let broken: ReturnType<typeof Bun.serve>
+
+  beforeAll(async () => {
+    broken = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: () => new Response('down', { status: 500 }) })
+    gatehouse = await startAggregateGatehouse()
+    alice = await gatehouse.createUser('alice')
+    await gatehouse.register('broken', {
+      display_name: 'Broken Tracker',
+      url: `http://127.0.0.1:${broken.port}/mcp`,
+      availability: 'force_on',
+    })
+  })
+  afterAll(async () => {
+    await gatehouse?.close()
+    broken?.stop(true)
+  })
+
+  it('is a tool error naming the server and why, not "tool not found"', async () => {
+    const client = await gatehouse.mcp(alice.token)
+    expect(await upstreamToolNames(client)).toEqual([])
+    const refusal = await refusalOf(client.callTool({ name: 'broken__create_issue', arguments: {} }))
+    expect(refusal).toContain('Broken Tracker (broken) is unavailable')
+    expect(refusal).toContain('500')
+  })
+
+  it('still says "not found" for a name of no server of the user', async () => {
+    const client = await gatehouse.mcp(alice.token)
+    expect(await refusalOf(client.callTool({ name: 'nobody__create_issue', arguments: {} }))).toContain('not found')
+  })
+})
