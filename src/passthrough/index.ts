@@ -1,5 +1,6 @@
 import { Elysia, t } from 'elysia'
 import { hasBody } from '../http/body-limit.ts'
+import { exceedsJsonDepth } from '../http/json-depth.ts'
 import { authenticateTokenCached, bearerToken } from '../auth/auth.service.ts'
 import type { AppDeps } from '../deps.ts'
 import { answerPreflight, withCors } from '../http/cors.ts'
@@ -16,6 +17,8 @@ import { usableServerCache } from '../upstreams/usable-server-cache.ts'
 import { screenRequest } from './policy.ts'
 import { forward, forwardedRequestHeaders, relayResponse, UpstreamUnavailable } from './proxy.ts'
 import { BridgeRefused, SseBridge } from './sse-bridge.ts'
+import { connectMessage, createConnectStandIn, isStandInMessage } from './connect-stand-in.ts'
+import { connectLinkOf } from '../upstreams/connections-page.ts'
 
 /** MCP 2025-11-25: the server needs the user to open a URL first (URL-mode elicitation). */
 const URL_ELICITATION_REQUIRED = -32042
@@ -36,20 +39,27 @@ function rpcError(
   )
 }
 
+/** The body's one JSON-RPC message, or undefined for a batch, nothing, or what does not parse. */
+function parseSingleMessage(body: Uint8Array | null): unknown {
+  if (!body) return undefined
+  const text = new TextDecoder().decode(body)
+  if (exceedsJsonDepth(text)) return undefined
+  try {
+    const message = JSON.parse(text)
+    return Array.isArray(message) ? undefined : message
+  } catch {
+    return undefined
+  }
+}
+
 /**
  * The id of a single JSON-RPC request in the body, so an error can answer it. Only what JSON-RPC
  * allows as an id (a string or a number): anything else, a deeply nested value included, is
  * answered with `null` rather than serialised back.
  */
 function requestIdOf(body: Uint8Array | null): string | number | null {
-  if (!body) return null
-  try {
-    const message = JSON.parse(new TextDecoder().decode(body))
-    const id = message && typeof message === 'object' && !Array.isArray(message) ? message.id : null
-    return typeof id === 'string' || typeof id === 'number' ? id : null
-  } catch {
-    return null
-  }
+  const id = (parseSingleMessage(body) as { id?: unknown } | null | undefined)?.id
+  return typeof id === 'string' || typeof id === 'number' ? id : null
 }
 
 /**
@@ -101,6 +111,7 @@ function createPassthrough(deps: AppDeps): Passthrough {
     deps.outboundCapacity,
   )
   const resourceOf = (slug: string) => `${resourcesOf(config.publicUrl).mcp}/servers/${slug}`
+  const standIn = createConnectStandIn(config.maxBodyBytes)
   const bridge = new SseBridge({
     fetch: fetchUpstream,
     capacity: deps.outboundCapacity,
@@ -168,8 +179,8 @@ function createPassthrough(deps: AppDeps): Passthrough {
         account('unavailable', 502)
         return rpcError(502, -32000, `${server.display_name} is unavailable: ${message}`, { id: requestIdOf(body) })
       }
-      account('connect_required', 403)
-      return connectRequired(request, server.id, server.display_name, error.message, requestIdOf(body))
+      account('connect_required', 200)
+      return connectRequired(request, server, error.message, body)
     }
 
     if (server.transport === 'sse') {
@@ -219,8 +230,8 @@ function createPassthrough(deps: AppDeps): Passthrough {
     } catch (error) {
       lease?.release()
       if (error instanceof UpstreamTokenError) {
-        account('connect_required', 403)
-        return connectRequired(request, server.id, server.display_name, error.message, requestIdOf(body))
+        account('connect_required', 200)
+        return connectRequired(request, server, error.message, body)
       }
       if (error instanceof UpstreamUnavailable) {
         account('unavailable', error.status)
@@ -251,18 +262,40 @@ function createPassthrough(deps: AppDeps): Passthrough {
 
   /**
    * An oauth2 server the user has not connected (or must reconnect). Not a 401, which would send
-   * the client to sign in to Gatehouse again: a 403 whose JSON-RPC error carries the connect link,
-   * and for 2025-11-25 clients the URL-elicitation-required code, so clients that support it open it.
+   * the client to sign in to Gatehouse again, and not an HTTP error, which 2025 clients end on
+   * before showing it: the handshake and the `connect` tool are answered by a stand-in server
+   * (connect-stand-in.ts); any other request by a JSON-RPC error whose message carries the link,
+   * with the URL-elicitation-required code for 2025-11-25 clients, so clients that support it open it.
    */
-  function connectRequired(request: Request, serverId: string, name: string, reason: string, id: unknown): Response {
-    const url = `${config.publicUrl}/connections?connect=${encodeURIComponent(serverId)}`
-    const message = `${reason}. Open ${url} to connect ${name}, then try again.`
+  async function connectRequired(
+    request: Request,
+    server: { id: string; display_name: string; slug: string },
+    reason: string,
+    body: Uint8Array | null,
+  ): Promise<Response> {
+    const connectUrl = connectLinkOf(config.publicUrl, server.id)
+    const context = { serverName: server.display_name, connectUrl, reason }
+    if (request.method === 'GET') return new Response(null, { status: 405, headers: { allow: 'POST, DELETE' } })
+    if (request.method === 'DELETE') return new Response(null, { status: 204 })
+    const message = parseSingleMessage(body)
+    if (isStandInMessage(message)) return standIn.handle(request, message, context)
+    const id = requestIdOf(body)
+    const text = connectMessage(context)
     if (request.headers.get('mcp-protocol-version') === '2025-11-25')
-      return rpcError(403, URL_ELICITATION_REQUIRED, message, {
+      return rpcError(200, URL_ELICITATION_REQUIRED, text, {
         id,
-        data: { elicitations: [{ mode: 'url', elicitationId: crypto.randomUUID(), url, message: `Connect ${name}` }] },
+        data: {
+          elicitations: [
+            {
+              mode: 'url',
+              elicitationId: crypto.randomUUID(),
+              url: connectUrl,
+              message: `Connect ${server.display_name}`,
+            },
+          ],
+        },
       })
-    return rpcError(403, -32001, message, { id, data: { connect_url: url } })
+    return rpcError(200, -32001, text, { id, data: { connect_url: connectUrl } })
   }
 
   return {
@@ -270,7 +303,7 @@ function createPassthrough(deps: AppDeps): Passthrough {
     resourceOf,
     close: async () => {
       unsubscribe()
-      await bridge.close()
+      await Promise.all([bridge.close(), standIn.close()])
     },
   }
 }

@@ -100,13 +100,14 @@ describe('one upstream through /mcp/servers/{slug}', () => {
         accept: 'application/json, text/event-stream',
         'mcp-protocol-version': '2025-06-18',
       },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/list' }),
+      body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'echo', arguments: {} } }),
     })
-    expect(before.status).toBe(403)
+    // A JSON-RPC error, not an HTTP one, so a 2025 client shows the message that carries the link.
+    expect(before.status).toBe(200)
     const refusal = await before.json()
     expect(refusal.id).toBe(7)
     expect(refusal.error.data.connect_url).toBe(`${gatehouse.url}/connections?connect=${server.id}`)
-    expect(refusal.error.message).toContain('/connections?connect=')
+    expect(refusal.error.message).toContain(`${gatehouse.url}/connections?connect=${server.id}`)
 
     const started = await api('GET', `/api/v1/mcp/servers/${server.id}/oauth2/connect`)
     const back = await as.approve(started.body.authorization_url)
@@ -123,6 +124,24 @@ describe('one upstream through /mcp/servers/{slug}', () => {
       expect(value).not.toBe(`Bearer ${owner.token}`)
       expect(await as.verifyAccessToken(value!.replace('Bearer ', ''))).toBeDefined()
     }
+  })
+
+  it('lets a client that must connect first finish its handshake and shows it a connect tool with the link', async () => {
+    const as = await track(startOAuthServer())
+    const upstream = await track(startV2McpServer({ protectedBy: as.protect() }))
+    const server = await register('standin', {
+      display_name: 'Stand-in Tracker',
+      url: upstream.url,
+      auth_type: 'oauth2',
+    })
+    const client = await connect('standin')
+    expect((await client.listTools()).tools.map((tool) => tool.name)).toEqual(['connect'])
+    const result = await client.callTool({ name: 'connect', arguments: {} })
+    const text = (result.content as { text: string }[])[0].text
+    expect(text).toContain(`${gatehouse.url}/connections?connect=${server.id}`)
+    expect(text).toContain('Stand-in Tracker')
+    // Nothing was sent upstream for the user: there was no credential of theirs to send.
+    expect(upstream.authorizations.filter(Boolean)).toEqual([])
   })
 
   it('refreshes once and retries when the upstream refuses a token it revoked silently', async () => {
@@ -161,9 +180,9 @@ describe('one upstream through /mcp/servers/{slug}', () => {
         accept: 'application/json, text/event-stream',
         'mcp-protocol-version': '2025-11-25',
       },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: {} } }),
     })
-    expect(response.status).toBe(403)
+    expect(response.status).toBe(200)
     const body = await response.json()
     expect(body.error.code).toBe(-32042)
     expect(body.error.data.elicitations[0]).toMatchObject({ mode: 'url' })
