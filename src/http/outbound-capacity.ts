@@ -97,21 +97,25 @@ export class OutboundCapacity {
   acquire(owner: StreamOwner, options: { optional?: boolean } = {}): StreamLease {
     const total = options.optional ? Math.floor(this.total / 2) : this.total
     if (this.streams >= total) throw new StreamRefused('total', this.total)
-    if ((this.byUser.get(owner.userId) ?? 0) >= this.limits.perUser)
-      throw new StreamRefused('user', this.limits.perUser)
-    if ((this.byServer.get(owner.serverId) ?? 0) >= this.limits.perServer)
+    // Optional streams are counted apart per user and server, so they never use up what a user
+    // may open themselves.
+    const tag = options.optional ? '\0optional:' : ''
+    const user = `${tag}${owner.userId}`
+    const server = `${tag}${owner.serverId}`
+    if ((this.byUser.get(user) ?? 0) >= this.limits.perUser) throw new StreamRefused('user', this.limits.perUser)
+    if ((this.byServer.get(server) ?? 0) >= this.limits.perServer)
       throw new StreamRefused('server', this.limits.perServer)
     this.streams++
-    bump(this.byUser, owner.userId, 1)
-    bump(this.byServer, owner.serverId, 1)
+    bump(this.byUser, user, 1)
+    bump(this.byServer, server, 1)
     let released = false
     return {
       release: () => {
         if (released) return
         released = true
         this.streams--
-        bump(this.byUser, owner.userId, -1)
-        bump(this.byServer, owner.serverId, -1)
+        bump(this.byUser, user, -1)
+        bump(this.byServer, server, -1)
       },
     }
   }

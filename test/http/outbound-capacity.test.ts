@@ -68,6 +68,13 @@ describe('the stream budget', () => {
     expect(() => capacity.acquire({ userId: 'a', serverId: 's' })).not.toThrow()
   })
 
+  it('counts optional streams apart, so they never use up what a user may open themselves', () => {
+    const capacity = budget({ total: 100, perUser: 3, perServer: 100 })
+    for (let i = 0; i < 3; i++) capacity.acquire({ userId: 'alice', serverId: `pooled${i}` }, { optional: true })
+    for (let i = 0; i < 3; i++) expect(() => capacity.acquire({ userId: 'alice', serverId: 'held' })).not.toThrow()
+    expect(() => capacity.acquire({ userId: 'alice', serverId: 'held' })).toThrow(StreamRefused)
+  })
+
   it('takes a slot back once, however often it is released', () => {
     const capacity = budget()
     const lease = capacity.acquire({ userId: 'alice', serverId: 's' })

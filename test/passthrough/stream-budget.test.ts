@@ -5,6 +5,8 @@ import {
   type AggregateGatehouse,
   eventually,
   startAggregateGatehouse,
+  startV1Upstream,
+  upstreamToolNames,
   within,
 } from '../fixtures/aggregate.ts'
 
@@ -230,5 +232,39 @@ describe('idle streams and readiness', () => {
       async () => ((await fetch(`${gatehouse.url}/readyz`)).status === 200 ? true : undefined),
       'readiness to come back',
     )
+  })
+})
+
+describe('one user’s /mcp with many session-based upstreams', () => {
+  let gatehouse: AggregateGatehouse
+  let upstream: Awaited<ReturnType<typeof startV1Upstream>>
+  let holding: ReturnType<typeof startHoldingUpstream>
+  let alice: Account
+
+  beforeAll(async () => {
+    upstream = await startV1Upstream()
+    holding = startHoldingUpstream()
+    gatehouse = await startAggregateGatehouse()
+    for (let i = 0; i < 24; i++) await gatehouse.register(`v1-${i}`, { url: upstream.url, availability: 'force_on' })
+    await gatehouse.register('hold', { url: holding.url })
+    alice = await gatehouse.createUser('alice')
+  })
+  afterAll(async () => {
+    await gatehouse?.close()
+    await upstream?.close()
+    holding?.close()
+  })
+
+  it('lists every server, holds event streams only within the budget, and leaves the user their own', async () => {
+    const client = await gatehouse.mcp(alice.token)
+    const names = await upstreamToolNames(client)
+    for (let i = 0; i < 24; i++) expect(names).toContain(`v1-${i}__echo`)
+    const metrics = await (await fetch(`${gatehouse.url}/metrics`)).text()
+    expect(gauge(metrics, 'gatehouse_outbound_streams')).toBeLessThanOrEqual(
+      gatehouse.deps.config.upstreamMaxStreamsPerUser,
+    )
+    const own = await openStream(gatehouse.url, 'hold', alice.token)
+    own.socket.destroy()
+    expect(own.status).toBe(200)
   })
 })
