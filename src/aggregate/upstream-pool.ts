@@ -41,7 +41,7 @@ interface PooledClient {
   lastUsed: number
   /** Where and how its 2025 session is ended once it is closed. */
   url: string
-  fetch?: FetchLike
+  fetch: FetchLike
 }
 
 /** How long ending a closed client's 2025 session at the upstream may take. */
@@ -155,7 +155,7 @@ export class UpstreamPool {
     const sessionId = transport?.sessionId
     const version = connected.getNegotiatedProtocolVersion()
     await connected.close().catch(() => {})
-    if (!sessionId || !entry.fetch) return
+    if (!sessionId) return
     const headers: Record<string, string> = { 'mcp-session-id': sessionId }
     if (version) headers['mcp-protocol-version'] = version
     void entry
@@ -191,15 +191,9 @@ export class UpstreamPool {
         lease.release()
         throw error
       }
-      if (!response.ok || !response.body) {
-        lease.release()
-        return response
-      }
-      return new Response(capacity.watch(response.body, lease, { maxEventBytes: maxMessageBytes }), {
-        status: response.status,
-        statusText: response.statusText,
-        headers: response.headers,
-      })
+      if (response.ok) return capacity.watchResponse(response, lease, { maxEventBytes: maxMessageBytes })
+      lease.release()
+      return response
     }
   }
 

@@ -196,6 +196,19 @@ export class OutboundCapacity {
     })
   }
 
+  /** `response` with its body watched as `watch` does (a response without a body gives the slot back). */
+  watchResponse(response: Response, lease: StreamLease, options: WatchOptions = {}): Response {
+    if (!response.body) {
+      lease.release()
+      return response
+    }
+    return new Response(this.watch(response.body, lease, options), {
+      status: response.status,
+      statusText: response.statusText,
+      headers: response.headers,
+    })
+  }
+
   snapshot(): { streams: number; streamLimit: number; requests: number; runtimeLimit: number } {
     return {
       streams: this.streams,

@@ -267,10 +267,7 @@ export class SseBridge {
       for (const [name, value] of Object.entries(session.credentials)) headers.set(name, value)
       const response = await fetch(url, { ...init, headers, redirect: 'error' })
       if ((init?.method ?? 'GET').toUpperCase() !== 'GET' || !response.body) return response
-      return new Response(capacity.watch(response.body, lease, { maxEventBytes: maxMessageBytes }), {
-        status: response.status,
-        headers: response.headers,
-      })
+      return capacity.watchResponse(response, lease, { maxEventBytes: maxMessageBytes })
     }
     const transport = new SSEClientTransport(new URL(input.server.url), { fetch: fetchWithCredentials })
     session.transport = transport
