@@ -5,6 +5,7 @@ import type { AppDeps } from '../deps.ts'
 import { basePathOf } from '../config.ts'
 import { ApiError } from '../http/errors.ts'
 import { safeReturnTo } from '../http/return-to.ts'
+import { checkBodyAsSent } from '../http/strict-body.ts'
 import { renderConnectedPage, renderConnectFailedPage } from '../pages/connect-result.ts'
 import { disconnect, finishConnect, setSelection, startConnect } from './connection.service.ts'
 import { UpstreamsModel } from './model.ts'
@@ -47,6 +48,7 @@ export const upstreamsModule = (deps: AppDeps) =>
       {
         auth: true,
         body: 'upstreams.create',
+        transform: checkBodyAsSent(UpstreamsModel['upstreams.create']),
         response: { 201: 'upstreams.server', 400: 'api.error', 403: 'api.error', 404: 'api.error', 409: 'api.error' },
         detail: {
           summary: 'Register an MCP server (organization admins)',
@@ -76,6 +78,7 @@ export const upstreamsModule = (deps: AppDeps) =>
         auth: true,
         params: idParams,
         body: 'upstreams.update',
+        transform: checkBodyAsSent(UpstreamsModel['upstreams.update']),
         response: { 200: 'upstreams.server', 400: 'api.error', 403: 'api.error', 404: 'api.error', 409: 'api.error' },
         detail: { summary: 'Change an MCP server; changing auth_type clears the previous type’s settings' },
       },
@@ -181,7 +184,8 @@ export const upstreamsModule = (deps: AppDeps) =>
       {
         auth: true,
         params: idParams,
-        body: t.Object({ selected: t.Boolean() }),
+        body: 'upstreams.selection',
+        transform: checkBodyAsSent(UpstreamsModel['upstreams.selection']),
         response: { 200: 'upstreams.server', 403: 'api.error', 404: 'api.error' },
         detail: { summary: 'Include the server in your /mcp or leave it out (force_on servers stay in)' },
       },

@@ -107,20 +107,27 @@ const writable = {
 
 const { display_name, slug, url, ...rest } = writable
 
+/** Request bodies name only known fields: a misspelt one is refused, not silently dropped. */
+const exact = { additionalProperties: false } as const
+
 export const UpstreamsModel = {
   ...ErrorModel,
   'upstreams.server': server,
   'upstreams.list': t.Array(server),
-  'upstreams.create': t.Composite([
-    t.Object({
-      organization_id: t.Optional(t.String({ maxLength: 64, description: 'Default: the default organization' })),
-      display_name,
-      slug,
-      url,
-    }),
-    t.Partial(t.Object(rest)),
-  ]),
-  'upstreams.update': t.Partial(t.Object(writable)),
+  'upstreams.create': t.Composite(
+    [
+      t.Object({
+        organization_id: t.Optional(t.String({ maxLength: 64, description: 'Default: the default organization' })),
+        display_name,
+        slug,
+        url,
+      }),
+      t.Partial(t.Object(rest)),
+    ],
+    exact,
+  ),
+  'upstreams.update': t.Partial(t.Object(writable), exact),
+  'upstreams.selection': t.Object({ selected: t.Boolean() }, exact),
   'upstreams.tools': t.Object({
     server_id: t.String(),
     slug: t.String(),
