@@ -179,8 +179,10 @@ export const upstreamsModule = (deps: AppDeps) =>
     )
     .put(
       '/servers/:id/selection',
-      async ({ params, body, principal }) =>
-        presentServer(deps, principal, await setSelection(deps, principal, params.id, body.selected), 'redacted'),
+      async ({ params, body, principal }) => {
+        const { row, view } = await setSelection(deps, principal, params.id, body.selected)
+        return presentServer(deps, principal, row, view)
+      },
       {
         auth: true,
         params: idParams,
