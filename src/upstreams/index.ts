@@ -8,6 +8,7 @@ import { safeReturnTo } from '../http/return-to.ts'
 import { checkBodyAsSent } from '../http/strict-body.ts'
 import { renderConnectedPage, renderConnectFailedPage } from '../pages/connect-result.ts'
 import { disconnect, finishConnect, setSelection, startConnect } from './connection.service.ts'
+import { ID_MAX_LENGTH } from './limits.ts'
 import { UpstreamsModel } from './model.ts'
 import { listMetadataDocumentCallbacks } from './upstream.repository.ts'
 import {
@@ -22,7 +23,7 @@ import {
   updateServerConfig,
 } from './upstream.service.ts'
 
-const idParams = t.Object({ id: t.String({ maxLength: 64 }) })
+const idParams = t.Object({ id: t.String({ maxLength: ID_MAX_LENGTH }) })
 
 /** JSON for API clients that ask for it and do not take HTML; pages and redirects for browsers. */
 function wantsJson(accept: string | undefined): boolean {
