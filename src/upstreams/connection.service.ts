@@ -21,6 +21,9 @@ import { deleteUserToken } from './user-token.repository.ts'
 /** An authorization must finish within this long after it started (DESIGN.md: 10 minutes). */
 const STATE_TTL_SECONDS = 600
 
+/** What the caller sees of a server: the full view for its organization's admins, redacted for members. */
+type View = Awaited<ReturnType<typeof findVisibleServer>>['view']
+
 const verifierBinding = (stateHash: string) => ({
   table: 'mcp_oauth_states',
   column: 'code_verifier',
@@ -186,15 +189,18 @@ async function revokeDeleted(
   )
 }
 
-/** Opts the user in or out of a server in `/mcp`; `force_on` servers stay in, whatever is asked. */
+/**
+ * Opts the user in or out of a server in `/mcp`; `force_on` servers stay in, whatever is asked.
+ * Returns the server with the view the user is entitled to, as `GET /mcp/servers/{id}` shows it.
+ */
 export async function setSelection(
   deps: UpstreamDeps,
   principal: Principal,
   serverId: string,
   selected: boolean,
-): Promise<McpServerRow> {
-  const { row } = await findVisibleServer(deps, principal, serverId, 'use')
-  if (row.availability === 'force_on') return row
+): Promise<{ row: McpServerRow; view: View }> {
+  const { row, view } = await findVisibleServer(deps, principal, serverId, 'use')
+  if (row.availability === 'force_on') return { row, view }
   await deps.db
     .insertInto('mcp_server_selections')
     .values({ server_id: row.id, user_id: principal.user.id, selected: selected ? 1 : 0, updated_at: nowSeconds() })
@@ -203,5 +209,5 @@ export async function setSelection(
     )
     .execute()
   usableServerCache.invalidate()
-  return row
+  return { row, view }
 }

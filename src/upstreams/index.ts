@@ -5,8 +5,10 @@ import type { AppDeps } from '../deps.ts'
 import { basePathOf } from '../config.ts'
 import { ApiError } from '../http/errors.ts'
 import { safeReturnTo } from '../http/return-to.ts'
+import { checkBodyAsSent } from '../http/strict-body.ts'
 import { renderConnectedPage, renderConnectFailedPage } from '../pages/connect-result.ts'
 import { disconnect, finishConnect, setSelection, startConnect } from './connection.service.ts'
+import { ID_MAX_LENGTH } from './limits.ts'
 import { UpstreamsModel } from './model.ts'
 import { listMetadataDocumentCallbacks } from './upstream.repository.ts'
 import {
@@ -21,7 +23,7 @@ import {
   updateServerConfig,
 } from './upstream.service.ts'
 
-const idParams = t.Object({ id: t.String({ maxLength: 64 }) })
+const idParams = t.Object({ id: t.String({ maxLength: ID_MAX_LENGTH }) })
 
 /** JSON for API clients that ask for it and do not take HTML; pages and redirects for browsers. */
 function wantsJson(accept: string | undefined): boolean {
@@ -47,6 +49,7 @@ export const upstreamsModule = (deps: AppDeps) =>
       {
         auth: true,
         body: 'upstreams.create',
+        transform: checkBodyAsSent(UpstreamsModel['upstreams.create']),
         response: { 201: 'upstreams.server', 400: 'api.error', 403: 'api.error', 404: 'api.error', 409: 'api.error' },
         detail: {
           summary: 'Register an MCP server (organization admins)',
@@ -76,6 +79,7 @@ export const upstreamsModule = (deps: AppDeps) =>
         auth: true,
         params: idParams,
         body: 'upstreams.update',
+        transform: checkBodyAsSent(UpstreamsModel['upstreams.update']),
         response: { 200: 'upstreams.server', 400: 'api.error', 403: 'api.error', 404: 'api.error', 409: 'api.error' },
         detail: { summary: 'Change an MCP server; changing auth_type clears the previous type’s settings' },
       },
@@ -178,12 +182,15 @@ export const upstreamsModule = (deps: AppDeps) =>
     )
     .put(
       '/servers/:id/selection',
-      async ({ params, body, principal }) =>
-        presentServer(deps, principal, await setSelection(deps, principal, params.id, body.selected), 'redacted'),
+      async ({ params, body, principal }) => {
+        const { row, view } = await setSelection(deps, principal, params.id, body.selected)
+        return presentServer(deps, principal, row, view)
+      },
       {
         auth: true,
         params: idParams,
-        body: t.Object({ selected: t.Boolean() }),
+        body: 'upstreams.selection',
+        transform: checkBodyAsSent(UpstreamsModel['upstreams.selection']),
         response: { 200: 'upstreams.server', 403: 'api.error', 404: 'api.error' },
         detail: { summary: 'Include the server in your /mcp or leave it out (force_on servers stay in)' },
       },

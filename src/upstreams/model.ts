@@ -1,5 +1,20 @@
 import { t, type UnwrapSchema } from 'elysia'
 import { ErrorModel } from '../http/errors.ts'
+import {
+  CUSTOM_HEADERS_MAX_COUNT,
+  DESCRIPTION_MAX_LENGTH,
+  DISPLAY_NAME_MAX_LENGTH,
+  HEADER_NAME_MAX_LENGTH,
+  HEADER_VALUE_MAX_LENGTH,
+  ID_MAX_LENGTH,
+  OAUTH2_CLIENT_ID_MAX_LENGTH,
+  OAUTH2_CLIENT_SECRET_MAX_LENGTH,
+  OAUTH2_SCOPES_MAX_LENGTH,
+  SLUG_MAX_LENGTH,
+  TOOL_LIST_MAX_ITEMS,
+  TOOL_NAME_MAX_LENGTH,
+  URL_MAX_LENGTH,
+} from './limits.ts'
 
 const timestamp = t.String({ format: 'date-time' })
 
@@ -12,8 +27,8 @@ const authType = t.Union([
   t.Literal('user_oidc'),
 ])
 const availability = t.Union([t.Literal('force_on'), t.Literal('default_on'), t.Literal('default_off')])
-const toolList = t.Array(t.String({ maxLength: 128 }), {
-  maxItems: 500,
+const toolList = t.Array(t.String({ maxLength: TOOL_NAME_MAX_LENGTH }), {
+  maxItems: TOOL_LIST_MAX_ITEMS,
   description: 'Tool names; `*` matches any run of characters',
 })
 
@@ -74,29 +89,35 @@ const server = t.Object({
   selected: t.Boolean({ description: 'Whether the server is part of the caller’s /mcp' }),
 })
 
-const headerMap = t.Record(t.String(), t.String(), {
+const headerMap = t.Record(t.String(), t.String({ maxLength: HEADER_VALUE_MAX_LENGTH }), {
+  maxProperties: CUSTOM_HEADERS_MAX_COUNT,
+  // Checked with the other header name rules (validation.ts); stated here for the documentation.
+  propertyNames: { maxLength: HEADER_NAME_MAX_LENGTH },
   description: 'Header name to value; write-only, stored encrypted',
 })
 
 const writable = {
-  display_name: t.String({ minLength: 1, maxLength: 128 }),
+  display_name: t.String({ minLength: 1, maxLength: DISPLAY_NAME_MAX_LENGTH }),
   slug: t.String({
     minLength: 1,
-    maxLength: 40,
-    description: 'Lower-case letters, digits and `-`, at most 32; names the server in tool names and URLs',
+    maxLength: SLUG_MAX_LENGTH,
+    description: `Lower-case letters, digits and \`-\`, at most ${SLUG_MAX_LENGTH}; names the server in tool names and URLs`,
   }),
-  description: t.String({ maxLength: 2000 }),
-  icon_url: t.String({ maxLength: 2048 }),
+  description: t.String({ maxLength: DESCRIPTION_MAX_LENGTH }),
+  icon_url: t.String({ maxLength: URL_MAX_LENGTH }),
   transport,
-  url: t.String({ minLength: 1, maxLength: 2048 }),
+  url: t.String({ minLength: 1, maxLength: URL_MAX_LENGTH }),
   auth_type: authType,
-  oauth2_client_id: t.String({ maxLength: 512 }),
-  oauth2_client_secret: t.String({ maxLength: 4096, description: 'Write-only, stored encrypted' }),
-  oauth2_auth_url: t.String({ maxLength: 2048 }),
-  oauth2_token_url: t.String({ maxLength: 2048 }),
-  oauth2_scopes: t.String({ maxLength: 2048, description: 'Space-separated' }),
-  api_key_header: t.String({ maxLength: 256 }),
-  api_key_value: t.String({ maxLength: 8192, description: 'Write-only, stored encrypted' }),
+  oauth2_client_id: t.String({ maxLength: OAUTH2_CLIENT_ID_MAX_LENGTH }),
+  oauth2_client_secret: t.String({
+    maxLength: OAUTH2_CLIENT_SECRET_MAX_LENGTH,
+    description: 'Write-only, stored encrypted',
+  }),
+  oauth2_auth_url: t.String({ maxLength: URL_MAX_LENGTH }),
+  oauth2_token_url: t.String({ maxLength: URL_MAX_LENGTH }),
+  oauth2_scopes: t.String({ maxLength: OAUTH2_SCOPES_MAX_LENGTH, description: 'Space-separated' }),
+  api_key_header: t.String({ maxLength: HEADER_NAME_MAX_LENGTH }),
+  api_key_value: t.String({ maxLength: HEADER_VALUE_MAX_LENGTH, description: 'Write-only, stored encrypted' }),
   custom_headers: headerMap,
   tool_allow_list: toolList,
   tool_deny_list: toolList,
@@ -107,20 +128,29 @@ const writable = {
 
 const { display_name, slug, url, ...rest } = writable
 
+/** Request bodies name only known fields: a misspelt one is refused, not silently dropped. */
+const exact = { additionalProperties: false } as const
+
 export const UpstreamsModel = {
   ...ErrorModel,
   'upstreams.server': server,
   'upstreams.list': t.Array(server),
-  'upstreams.create': t.Composite([
-    t.Object({
-      organization_id: t.Optional(t.String({ maxLength: 64, description: 'Default: the default organization' })),
-      display_name,
-      slug,
-      url,
-    }),
-    t.Partial(t.Object(rest)),
-  ]),
-  'upstreams.update': t.Partial(t.Object(writable)),
+  'upstreams.create': t.Composite(
+    [
+      t.Object({
+        organization_id: t.Optional(
+          t.String({ maxLength: ID_MAX_LENGTH, description: 'Default: the default organization' }),
+        ),
+        display_name,
+        slug,
+        url,
+      }),
+      t.Partial(t.Object(rest)),
+    ],
+    exact,
+  ),
+  'upstreams.update': t.Partial(t.Object(writable), exact),
+  'upstreams.selection': t.Object({ selected: t.Boolean() }, exact),
   'upstreams.tools': t.Object({
     server_id: t.String(),
     slug: t.String(),

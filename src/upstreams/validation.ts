@@ -2,9 +2,10 @@ import { isIP } from 'node:net'
 import { classifyAddress } from '../http/address-policy.ts'
 import { ApiError, invalidField } from '../http/errors.ts'
 import { HOP_BY_HOP_HEADERS } from '../http/headers.ts'
+import { CUSTOM_HEADERS_MAX_COUNT, HEADER_NAME_MAX_LENGTH, SLUG_MAX_LENGTH } from './limits.ts'
 
-/** DESIGN.md: lowercase `[a-z0-9-]`, at most 32; it names the server in tool names and URLs. */
-const SLUG = /^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$/
+/** DESIGN.md: lowercase `[a-z0-9-]`, at most `SLUG_MAX_LENGTH`; it names the server in tool names and URLs. */
+const SLUG = new RegExp(`^[a-z0-9](?:[a-z0-9-]{0,${SLUG_MAX_LENGTH - 2}}[a-z0-9])?$`)
 
 /** RFC 9110 §5.6.2 token characters. */
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
@@ -28,7 +29,7 @@ export function normalizeSlug(raw: string): string {
   if (!SLUG.test(slug))
     throw invalidField(
       'slug',
-      'must be 1 to 32 lower-case letters, digits or "-", starting and ending with a letter or digit',
+      `must be 1 to ${SLUG_MAX_LENGTH} lower-case letters, digits or "-", starting and ending with a letter or digit`,
     )
   return slug
 }
@@ -52,6 +53,8 @@ export function normalizeUrl(field: string, raw: string, options: { allowEmpty?:
 /** A header name an upstream may be sent; `Authorization` only where it carries the credential itself. */
 export function checkHeaderName(field: string, name: string, options: { allowAuthorization: boolean }): string {
   const trimmed = name.trim()
+  if (trimmed.length > HEADER_NAME_MAX_LENGTH)
+    throw invalidField(field, `a header name must be at most ${HEADER_NAME_MAX_LENGTH} characters`)
   if (!HEADER_NAME.test(trimmed)) throw invalidField(field, `"${trimmed.slice(0, 64)}" is not a valid header name`)
   const lower = trimmed.toLowerCase()
   if (RESERVED_HEADERS.has(lower)) throw invalidField(field, `${trimmed} cannot be set`)
@@ -93,7 +96,8 @@ export function checkCustomHeaders(
     seen.add(header.toLowerCase())
     checked[header] = checkHeaderValue(`custom_headers.${header}`, value)
   }
-  if (Object.keys(checked).length > 50) throw invalidField('custom_headers', 'at most 50 headers')
+  if (Object.keys(checked).length > CUSTOM_HEADERS_MAX_COUNT)
+    throw invalidField('custom_headers', `at most ${CUSTOM_HEADERS_MAX_COUNT} headers`)
   return checked
 }
 

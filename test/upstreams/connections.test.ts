@@ -613,6 +613,28 @@ describe('selection', () => {
     expect(await selectedInList(alice, id)).toBe(true)
   })
 
+  it('answers with the view GET gives the caller: the full one for an organization admin, redacted for a member', async () => {
+    const id = await plainServer('default_off')
+    const carol = await createUserAndLogin(ctx, owner.token, 'carol')
+    const orgs = await ctx.api(owner.token).api.v1.organizations.get()
+    const defaultOrgId = orgs.data!.find((org) => org.is_default)!.id
+    await ctx
+      .api(owner.token)
+      .api.v1.organizations({ id: defaultOrgId })
+      .members({ userId: carol.id })
+      .put({ role: 'admin' })
+    for (const [user, view] of [
+      [carol, { url: 'https://mcp.example/mcp', transport: 'streamable_http' }],
+      [owner, { url: 'https://mcp.example/mcp', transport: 'streamable_http' }],
+      [alice, { url: '', transport: '' }],
+    ] as const) {
+      const answer = await select(user, id, true)
+      expect(answer.status).toBe(200)
+      expect(answer.body).toMatchObject({ ...view, selected: true })
+      expect(answer.body).toEqual((await call(user.token, 'GET', serverPath(id))).body)
+    }
+  })
+
   it('answers 404 for a server the user cannot see', async () => {
     const id = await plainServer('default_off', false)
     const answer = await select(alice, id, true)
