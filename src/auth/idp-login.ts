@@ -8,7 +8,7 @@ import { safeReturnTo } from '../http/return-to.ts'
 import { currentRequestContext } from '../ops/request-context.ts'
 import { renderErrorPage } from '../pages/html.ts'
 import { startSession } from './auth.service.ts'
-import { setSessionCookies } from './cookies.ts'
+import { clearCookie, cookieAttributes, setSessionCookie } from './cookies.ts'
 import { LoginProviderError, type ProviderId } from './identity-providers.ts'
 import { signInWith } from './idp.service.ts'
 import { constantTimeEqual, generateSecret } from './token.ts'
@@ -59,7 +59,8 @@ function encodePending(pending: PendingLogin): string {
 export const identityLoginModule = (deps: AppDeps) => {
   const { publicUrl } = deps.config
   const base = basePathOf(publicUrl)
-  const secure = publicUrl.startsWith('https://')
+  // Lax: the provider sends the browser back with a top-level navigation from its own site.
+  const flowCookie = (provider: ProviderId) => cookieAttributes(publicUrl, `${base}/login/${provider}/callback`, 'lax')
   const providerOf = (id: string) => deps.identityProviders.get(id as ProviderId)
   const notConfigured = () => renderErrorPage(404, 'Sign-in failed', 'This sign-in method is not configured here.')
   return new Elysia({ name: 'login.providers', detail: { tags: ['pages'] } })
@@ -83,11 +84,8 @@ export const identityLoginModule = (deps: AppDeps) => {
         }
         cookie[flowCookieName(publicUrl, provider.id)].set({
           value: encodePending(pending),
-          httpOnly: true,
-          secure,
-          sameSite: 'lax',
-          path: `${base}/login/${provider.id}/callback`,
           maxAge: FLOW_TTL_SECONDS,
+          ...flowCookie(provider.id),
         })
         return redirect(url.href, 302)
       },
@@ -107,14 +105,7 @@ export const identityLoginModule = (deps: AppDeps) => {
         if (!provider) return notConfigured()
         const name = flowCookieName(publicUrl, provider.id)
         const pending = readPending(cookie[name])
-        cookie[name].set({
-          value: '',
-          maxAge: 0,
-          httpOnly: true,
-          secure,
-          sameSite: 'lax',
-          path: `${base}/login/${provider.id}/callback`,
-        })
+        clearCookie(cookie[name], flowCookie(provider.id))
         const fail = (status: number, message: string) => renderErrorPage(status, 'Sign-in failed', message)
         if (query.error)
           return fail(
@@ -135,7 +126,7 @@ export const identityLoginModule = (deps: AppDeps) => {
             ip: currentRequestContext()?.clientIp ?? 'unknown',
             userAgent: headers['user-agent'] ?? null,
           })
-          setSessionCookies(cookie, publicUrl, session)
+          setSessionCookie(cookie, publicUrl, session)
           deps.logger.info('signed in through an identity provider', { user_id: user.id, provider: provider.id })
           return redirect(safeReturnTo(pending.returnTo, publicUrl, `${base}/login`), 303)
         } catch (error) {

@@ -206,7 +206,7 @@ describe('password login', () => {
     expect(me.error?.value).toEqual({ message: 'The session or token is invalid, expired or revoked' })
   })
 
-  it('clears the session and CSRF cookies on logout', async () => {
+  it('clears the session cookie on logout', async () => {
     const login = await (await loginRequest(ctx, OWNER.username, OWNER.password)).json()
     const response = await ctx.app.handle(
       new Request('http://localhost/api/v1/auth/logout', {
@@ -218,7 +218,7 @@ describe('password login', () => {
       }),
     )
     expect(response.status).toBe(204)
-    for (const name of ['gatehouse_session', 'gatehouse_csrf']) {
+    for (const name of ['gatehouse_session']) {
       const cookie = setCookie(response, name)
       expect(cookie.value).toBe('')
       expect(cookie.attributes.get('path')).toBe('/')
@@ -240,14 +240,10 @@ describe('password login', () => {
     expect(session.attributes.has('secure')).toBe(false)
   })
 
-  it('sets a CSRF cookie that page scripts can read, with SameSite=Lax', async () => {
+  it('sets no CSRF cookie: the token is in the answer, and no script could read an HttpOnly cookie', async () => {
     const response = await loginRequest(ctx, OWNER.username, OWNER.password)
-    const body = await response.json()
-    const csrf = setCookie(response, 'gatehouse_csrf')
-    expect(csrf.value).toBe(body.csrf_token)
-    expect(csrf.attributes.has('httponly')).toBe(false)
-    expect(csrf.attributes.get('samesite')).toBe('Lax')
-    expect(csrf.attributes.has('secure')).toBe(false)
+    expect((await response.json()).csrf_token).toMatch(/^[0-9a-f]{64}$/)
+    expect(response.headers.getSetCookie().map((line) => line.split('=')[0])).toEqual(['gatehouse_session'])
   })
 
   it("gives the session cookie the session's expiry", async () => {
@@ -270,7 +266,7 @@ describe('session cookies behind an https public URL', () => {
     await ctx.close()
   })
 
-  it('names the session and CSRF cookies __Host-, Secure, for path / and no domain', async () => {
+  it('names the session cookie __Host-, Secure, for path / and no domain', async () => {
     const response = await loginRequest(ctx, OWNER.username, OWNER.password)
     expect(response.status).toBe(200)
     const body = await response.json()
@@ -279,12 +275,8 @@ describe('session cookies behind an https public URL', () => {
     expect(session.attributes.has('secure')).toBe(true)
     expect(session.attributes.has('httponly')).toBe(true)
     expect(session.attributes.get('samesite')).toBe('Lax')
-    const csrf = setCookie(response, '__Host-gatehouse_csrf')
-    for (const cookie of [session, csrf]) {
-      expect(cookie.attributes.has('secure')).toBe(true)
-      expect(cookie.attributes.get('path')).toBe('/')
-      expect(cookie.attributes.has('domain')).toBe(false)
-    }
+    expect(session.attributes.get('path')).toBe('/')
+    expect(session.attributes.has('domain')).toBe(false)
     expect(response.headers.getSetCookie().some((line) => line.startsWith('gatehouse_session='))).toBe(false)
   })
 
