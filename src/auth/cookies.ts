@@ -1,21 +1,36 @@
 import type { Cookie } from 'elysia'
 import { basePathOf } from '../config.ts'
 import { ApiError } from '../http/errors.ts'
+import { hashToken } from './token.ts'
 
 export interface CookieNames {
   session: string
   loginCsrf: string
+  /** The cookie that carries one identity provider's sign-in flow to its callback. */
+  identityFlow: (provider: string) => string
 }
 
 /**
  * Cookie names for a deployment. Behind https the session cookie takes the `__Host-` prefix,
  * which browsers accept only when Secure, host-only and for path `/`, so a sibling subdomain
- * cannot plant or shadow it (RFC 6265bis §4.1.3.2). The sign-in form's cookie is scoped to the
- * login path, so it can carry `__Secure-` only.
+ * cannot plant or shadow it (RFC 6265bis §4.1.3.2); the cookies scoped to a path can carry
+ * `__Secure-` only. Over plain http a name ends in 6 hex characters of a hash of the public URL:
+ * cookies ignore ports (RFC 6265 §8.5), so two Gatehouses on one host name (a local upstream
+ * on another port, say) would otherwise replace each other's session.
  */
 export function cookieNamesFor(publicUrl: string): CookieNames {
-  if (!publicUrl.startsWith('https://')) return { session: 'gatehouse_session', loginCsrf: 'gatehouse_login_csrf' }
-  return { session: '__Host-gatehouse_session', loginCsrf: '__Secure-gatehouse_login_csrf' }
+  if (publicUrl.startsWith('https://'))
+    return {
+      session: '__Host-gatehouse_session',
+      loginCsrf: '__Secure-gatehouse_login_csrf',
+      identityFlow: (provider) => `__Secure-gatehouse_idp_${provider}`,
+    }
+  const suffix = hashToken(publicUrl).slice(0, 6)
+  return {
+    session: `gatehouse_session_${suffix}`,
+    loginCsrf: `gatehouse_login_csrf_${suffix}`,
+    identityFlow: (provider) => `gatehouse_idp_${provider}_${suffix}`,
+  }
 }
 
 export interface CookieAttributes {

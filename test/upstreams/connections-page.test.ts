@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'bun:test'
 import { csrfTokenFor } from '../../src/auth/auth.service.ts'
+import { cookieNamesFor } from '../../src/auth/cookies.ts'
 import { nowSeconds } from '../../src/db/index.ts'
 import { storeConnection } from '../../src/upstreams/upstream-tokens.ts'
 import { findUserToken } from '../../src/upstreams/user-token.repository.ts'
@@ -30,7 +31,9 @@ describe('the connections page', () => {
     await ctx.close()
   })
 
-  const session = (token: string, name = 'gatehouse_session') => ({ cookie: `${name}=${token}` })
+  const session = (token: string, name = cookieNamesFor(ctx.config.publicUrl).session) => ({
+    cookie: `${name}=${token}`,
+  })
 
   async function get(path: string, token?: string, cookieName?: string): Promise<Response> {
     return ctx.app.handle(new Request(`http://localhost${path}`, { headers: token ? session(token, cookieName) : {} }))
