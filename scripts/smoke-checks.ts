@@ -60,8 +60,10 @@ export interface SmokeServer {
 
 /**
  * Every check of a fresh server on 127.0.0.1:`server.port` with an empty database: /healthz
- * within `healthTimeoutMs`, the first user, its login and /users/me, /readyz (`readyzLabel` says
- * what a 200 there proves for this runtime) and exit code 0 within `exitTimeoutMs` of SIGTERM.
+ * within `healthTimeoutMs`, the first user, its login and /users/me, the API reference at
+ * /openapi (rendered from the routes, so a build that lost them shows here), /readyz
+ * (`readyzLabel` says what a 200 there proves for this runtime) and exit code 0 within
+ * `exitTimeoutMs` of SIGTERM.
  * Throws CheckFailed at the first failure.
  */
 export async function checkServer(
@@ -107,6 +109,15 @@ export async function checkServer(
     )
     if (me?.username !== OWNER.username) throw new Error(`signed in as ${JSON.stringify(me?.username)}`)
     return ''
+  })
+
+  await check('GET /openapi = 200, the API reference with no script', async () => {
+    const response = await fetch(`${base}/openapi`)
+    const html = await response.text()
+    if (response.status !== 200) throw new Error(`expected 200, got ${response.status}: ${html.slice(0, 300)}`)
+    if (!html.includes('Sign in with a password')) throw new Error('the page lists no operations')
+    if (html.includes('<script')) throw new Error('the page carries a script')
+    return `${Math.round(html.length / 1024)} KiB`
   })
 
   await check(`GET /readyz = 200 (${options.readyzLabel})`, async () => {

@@ -1,6 +1,7 @@
 import { openapi } from '@elysia/openapi'
 import { Elysia, ValidationError } from 'elysia'
 import { cookieNamesFor } from './auth/cookies.ts'
+import { basePathOf } from './config.ts'
 import { authModule } from './auth/routes.ts'
 import type { AppDeps } from './deps.ts'
 import { bodyTooLarge, declaresTooLargeBody, hasBody } from './http/body-limit.ts'
@@ -17,6 +18,7 @@ import { CORS_HEADERS, withHeaders } from './oauth/http.ts'
 import { opsModule } from './ops/index.ts'
 import { currentRequestContext } from './ops/request-context.ts'
 import { orgsModule } from './orgs/index.ts'
+import { renderApiReferenceBody, renderApiReferencePage } from './pages/api-reference.ts'
 import { tokensModule } from './tokens/index.ts'
 import { connectionsPageModule } from './upstreams/connections-page.ts'
 import { upstreamsModule } from './upstreams/index.ts'
@@ -44,7 +46,7 @@ function validationDetails(error: Pick<ValidationError, 'all' | 'type'>) {
  */
 export function createApp(deps: AppDeps) {
   const { config, logger } = deps
-  return new Elysia({ name: 'gatehouse' })
+  const app = new Elysia({ name: 'gatehouse' })
     .onRequest(async (context) => {
       const { request } = context
       if (declaresTooLargeBody(request, config.maxBodyBytes))
@@ -100,6 +102,8 @@ export function createApp(deps: AppDeps) {
     .use(
       openapi({
         path: '/openapi',
+        // Its page loads a script from a CDN; /openapi is rendered below from the document instead.
+        provider: null,
         // Route paths with a dot (/.well-known/…) would otherwise be taken for static files and left out.
         exclude: { staticFile: false },
         documentation: {
@@ -131,6 +135,20 @@ export function createApp(deps: AppDeps) {
     .use(appsModule(deps))
     .use(upstreamsModule(deps))
     .use(connectionsPageModule(deps))
+  // The API reference, built once from the app's own document: the routes do not change while serving.
+  const documentPath = `${basePathOf(config.publicUrl)}/openapi/json`
+  let referenceBody: string | undefined
+  return app.get(
+    '/openapi',
+    async () => {
+      if (!referenceBody) {
+        const document = await app.handle(new Request('http://localhost/openapi/json'))
+        referenceBody = renderApiReferenceBody(await document.json(), documentPath)
+      }
+      return renderApiReferencePage('API reference', referenceBody)
+    },
+    { detail: { hide: true } },
+  )
 }
 
 export type App = ReturnType<typeof createApp>

@@ -1,41 +1,80 @@
 import type { Cookie } from 'elysia'
 import { basePathOf } from '../config.ts'
 import { ApiError } from '../http/errors.ts'
+import { hashToken } from './token.ts'
 
 export interface CookieNames {
   session: string
-  csrf: string
   loginCsrf: string
+  /** The cookie that carries one identity provider's sign-in flow to its callback. */
+  identityFlow: (provider: string) => string
 }
 
 /**
- * Cookie names for a deployment. Behind https the session and CSRF cookies take the `__Host-`
- * prefix, which browsers accept only when Secure, host-only and for path `/`, so a sibling
- * subdomain cannot plant or shadow them (RFC 6265bis §4.1.3.2). The sign-in form's cookie is
- * scoped to the login path, so it can carry `__Secure-` only.
+ * Cookie names for a deployment. Behind https the session cookie takes the `__Host-` prefix,
+ * which browsers accept only when Secure, host-only and for path `/`, so a sibling subdomain
+ * cannot plant or shadow it (RFC 6265bis §4.1.3.2); the cookies scoped to a path can carry
+ * `__Secure-` only. Over plain http a name ends in 6 hex characters of a hash of the public URL:
+ * cookies ignore ports (RFC 6265 §8.5), so two Gatehouses on one host name (a local upstream
+ * on another port, say) would otherwise replace each other's session.
  */
 export function cookieNamesFor(publicUrl: string): CookieNames {
-  if (!publicUrl.startsWith('https://'))
-    return { session: 'gatehouse_session', csrf: 'gatehouse_csrf', loginCsrf: 'gatehouse_login_csrf' }
+  if (publicUrl.startsWith('https://'))
+    return {
+      session: '__Host-gatehouse_session',
+      loginCsrf: '__Secure-gatehouse_login_csrf',
+      identityFlow: (provider) => `__Secure-gatehouse_idp_${provider}`,
+    }
+  const suffix = hashToken(publicUrl).slice(0, 6)
   return {
-    session: '__Host-gatehouse_session',
-    csrf: '__Host-gatehouse_csrf',
-    loginCsrf: '__Secure-gatehouse_login_csrf',
+    session: `gatehouse_session_${suffix}`,
+    loginCsrf: `gatehouse_login_csrf_${suffix}`,
+    identityFlow: (provider) => `gatehouse_idp_${provider}_${suffix}`,
   }
 }
 
-/** The session cookie (HttpOnly) and its CSRF companion (readable by page scripts), set together. */
-export function setSessionCookies(
+export interface CookieAttributes {
+  httpOnly: true
+  secure: boolean
+  sameSite: 'lax' | 'strict'
+  path: string
+}
+
+/**
+ * What every Gatehouse cookie carries: HttpOnly, because no script needs one (the pages are
+ * rendered by the server with their CSRF tokens in the forms, and API clients get the token in
+ * JSON); Secure behind https; and a SameSite that fits its use: `lax` for cookies that must
+ * arrive on a top-level navigation from another site (the session, on the way back from an
+ * upstream's or identity provider's sign-in), `strict` for one only this site's own form posts.
+ */
+export function cookieAttributes(publicUrl: string, path: string, sameSite: 'lax' | 'strict'): CookieAttributes {
+  return { httpOnly: true, secure: publicUrl.startsWith('https://'), sameSite, path }
+}
+
+/**
+ * Expires a cookie with the attributes it was set with. Elysia's `remove()` sends a bare cookie,
+ * which a browser takes for another cookie (it defaults the path to the request's) and refuses
+ * outright for a `__Host-` name, since it lacks Secure.
+ */
+export function clearCookie(cookie: Cookie<unknown>, attributes: CookieAttributes): void {
+  cookie.set({ value: '', maxAge: 0, expires: new Date(0), ...attributes })
+}
+
+/** The session cookie, for the whole site, living as long as the session. */
+export function setSessionCookie(
   cookie: Record<string, Cookie<unknown>>,
   publicUrl: string,
-  session: { sessionToken: string; csrfToken: string; expiresAt: number },
+  session: { sessionToken: string; expiresAt: number },
 ): void {
-  const names = cookieNamesFor(publicUrl)
-  const secure = publicUrl.startsWith('https://')
-  const expires = new Date(session.expiresAt * 1000)
-  const common = { secure, sameSite: 'lax' as const, path: '/', expires }
-  cookie[names.session].set({ value: session.sessionToken, httpOnly: true, ...common })
-  cookie[names.csrf].set({ value: session.csrfToken, httpOnly: false, ...common })
+  cookie[cookieNamesFor(publicUrl).session].set({
+    value: session.sessionToken,
+    expires: new Date(session.expiresAt * 1000),
+    ...cookieAttributes(publicUrl, '/', 'lax'),
+  })
+}
+
+export function clearSessionCookie(cookie: Record<string, Cookie<unknown>>, publicUrl: string): void {
+  clearCookie(cookie[cookieNamesFor(publicUrl).session], cookieAttributes(publicUrl, '/', 'lax'))
 }
 
 /**

@@ -8,7 +8,7 @@ import { safeReturnTo } from '../http/return-to.ts'
 import { currentRequestContext } from '../ops/request-context.ts'
 import { renderErrorPage } from '../pages/html.ts'
 import { startSession } from './auth.service.ts'
-import { setSessionCookies } from './cookies.ts'
+import { clearCookie, cookieAttributes, cookieNamesFor, setSessionCookie } from './cookies.ts'
 import { LoginProviderError, type ProviderId } from './identity-providers.ts'
 import { signInWith } from './idp.service.ts'
 import { constantTimeEqual, generateSecret } from './token.ts'
@@ -24,14 +24,10 @@ interface PendingLogin {
 }
 
 /**
- * The flow's secrets ride in a cookie scoped to the callback: they belong to this browser alone
- * (an attacker altering their own cookie only spoils their own sign-in), any replica reads them,
- * and nothing is stored for flows that are never finished.
+ * The flow's secrets ride in a cookie scoped to the callback (`CookieNames.identityFlow`): they
+ * belong to this browser alone (an attacker altering their own cookie only spoils their own
+ * sign-in), any replica reads them, and nothing is stored for flows that are never finished.
  */
-function flowCookieName(publicUrl: string, provider: ProviderId): string {
-  return `${publicUrl.startsWith('https://') ? '__Secure-' : ''}gatehouse_idp_${provider}`
-}
-
 function readPending(cookie: Cookie<unknown> | undefined): PendingLogin | undefined {
   const value = cookie?.value
   if (typeof value !== 'string') return undefined
@@ -59,7 +55,9 @@ function encodePending(pending: PendingLogin): string {
 export const identityLoginModule = (deps: AppDeps) => {
   const { publicUrl } = deps.config
   const base = basePathOf(publicUrl)
-  const secure = publicUrl.startsWith('https://')
+  const flowCookieName = cookieNamesFor(publicUrl).identityFlow
+  // Lax: the provider sends the browser back with a top-level navigation from its own site.
+  const flowCookie = (provider: ProviderId) => cookieAttributes(publicUrl, `${base}/login/${provider}/callback`, 'lax')
   const providerOf = (id: string) => deps.identityProviders.get(id as ProviderId)
   const notConfigured = () => renderErrorPage(404, 'Sign-in failed', 'This sign-in method is not configured here.')
   return new Elysia({ name: 'login.providers', detail: { tags: ['pages'] } })
@@ -81,13 +79,10 @@ export const identityLoginModule = (deps: AppDeps) => {
           if (!(error instanceof LoginProviderError)) throw error
           return renderErrorPage(502, 'Sign-in failed', `${provider.displayName} is not available: ${error.message}.`)
         }
-        cookie[flowCookieName(publicUrl, provider.id)].set({
+        cookie[flowCookieName(provider.id)].set({
           value: encodePending(pending),
-          httpOnly: true,
-          secure,
-          sameSite: 'lax',
-          path: `${base}/login/${provider.id}/callback`,
           maxAge: FLOW_TTL_SECONDS,
+          ...flowCookie(provider.id),
         })
         return redirect(url.href, 302)
       },
@@ -105,16 +100,9 @@ export const identityLoginModule = (deps: AppDeps) => {
       async ({ params, query, cookie, headers, redirect }) => {
         const provider = providerOf(params.provider)
         if (!provider) return notConfigured()
-        const name = flowCookieName(publicUrl, provider.id)
+        const name = flowCookieName(provider.id)
         const pending = readPending(cookie[name])
-        cookie[name].set({
-          value: '',
-          maxAge: 0,
-          httpOnly: true,
-          secure,
-          sameSite: 'lax',
-          path: `${base}/login/${provider.id}/callback`,
-        })
+        clearCookie(cookie[name], flowCookie(provider.id))
         const fail = (status: number, message: string) => renderErrorPage(status, 'Sign-in failed', message)
         if (query.error)
           return fail(
@@ -135,7 +123,7 @@ export const identityLoginModule = (deps: AppDeps) => {
             ip: currentRequestContext()?.clientIp ?? 'unknown',
             userAgent: headers['user-agent'] ?? null,
           })
-          setSessionCookies(cookie, publicUrl, session)
+          setSessionCookie(cookie, publicUrl, session)
           deps.logger.info('signed in through an identity provider', { user_id: user.id, provider: provider.id })
           return redirect(safeReturnTo(pending.returnTo, publicUrl, `${base}/login`), 303)
         } catch (error) {

@@ -1,6 +1,13 @@
 import { Elysia } from 'elysia'
 import { constantTimeEqual } from './token.ts'
-import { authenticateToken, CSRF_HEADER, csrfTokenFor, presentedCredential, type AuthDeps } from './auth.service.ts'
+import {
+  authenticateToken,
+  CSRF_HEADER,
+  csrfTokenFor,
+  presentedCredential,
+  type AuthDeps,
+  type Principal,
+} from './auth.service.ts'
 import { resourcesOf } from '../oauth/resource.ts'
 import { cookieNamesFor } from './cookies.ts'
 
@@ -24,10 +31,96 @@ function roleAllows(role: 'owner' | 'admin' | 'member', required: RequiredRole):
   return role === 'owner' || role === 'admin'
 }
 
+/** Why a request is not let through, as the `auth` macro answers it. */
+export interface AuthFailure {
+  status: 401 | 403
+  body: { message: string; detail?: string }
+  /** RFC 6750 §3 challenge, for the 401s and the insufficient scope. */
+  wwwAuthenticate?: string
+}
+
+export interface PresentedRequest {
+  method: string
+  authorization: string | undefined
+  sessionCookie: unknown
+  csrfToken: string | undefined
+}
+
+/**
+ * The principal behind a request's bearer token or session cookie, held to `requirement`.
+ * Cookie-authenticated state changes must also carry the session's CSRF token in
+ * `X-CSRF-Token`; bearer requests need none (a browser never attaches them on its own).
+ * Framework-free, so a route a browser lands on can answer a failure with a page.
+ */
+export async function authenticateRequest(
+  deps: AuthDeps,
+  request: PresentedRequest,
+  requirement: AuthRequirement,
+): Promise<{ principal: Principal } | { failure: AuthFailure }> {
+  const credential = presentedCredential(request.authorization, request.sessionCookie)
+  const token = credential?.token
+  const principal = token ? await authenticateToken(deps, token) : undefined
+  const apiAudience = resourcesOf(deps.config.publicUrl).api
+  if (principal?.oauth && principal.oauth.audience !== apiAudience)
+    return {
+      failure: {
+        status: 401,
+        body: {
+          message: 'This access token was issued for another resource',
+          detail: `The management API accepts OAuth access tokens issued for ${apiAudience}`,
+        },
+        wwwAuthenticate:
+          'Bearer realm="gatehouse", error="invalid_token", error_description="the token is for another resource"',
+      },
+    }
+  if (principal?.oauth && !principal.oauth.scopes.includes('api'))
+    return {
+      failure: {
+        status: 403,
+        body: { message: 'This access token lacks the api scope' },
+        wwwAuthenticate: 'Bearer realm="gatehouse", error="insufficient_scope", scope="api"',
+      },
+    }
+  if (!principal)
+    return {
+      failure: {
+        status: 401,
+        body: { message: token ? 'The session or token is invalid, expired or revoked' : 'Authentication required' },
+        wwwAuthenticate: token ? 'Bearer realm="gatehouse", error="invalid_token"' : 'Bearer realm="gatehouse"',
+      },
+    }
+  if (credential?.viaCookie && !SAFE_METHODS.has(request.method)) {
+    const presented = request.csrfToken
+    if (!presented || !constantTimeEqual(presented, csrfTokenFor(token!)))
+      return {
+        failure: {
+          status: 403,
+          body: {
+            message: 'Missing or invalid CSRF token',
+            detail: `Requests authenticated by the session cookie must send the ${CSRF_HEADER} header returned at login`,
+          },
+        },
+      }
+  }
+  const required = typeof requirement === 'object' ? requirement.role : requirement
+  if (typeof requirement === 'object' && principal.via === 'oauth')
+    return {
+      failure: {
+        status: 403,
+        body: {
+          message: 'An OAuth access token cannot create credentials or grant rights',
+          detail: 'Use a session or an API token: what this creates would outlive the OAuth grant the token belongs to',
+        },
+      },
+    }
+  if (!roleAllows(principal.user.role, required))
+    return { failure: { status: 403, body: { message: `This action requires the ${required} role` } } }
+  return { principal }
+}
+
 /**
  * `auth: true | 'admin' | 'owner'` on a route resolves `principal` from the bearer token or the
- * session cookie. Cookie-authenticated state changes must also carry the session's CSRF token in
- * `X-CSRF-Token`; bearer requests need none (a browser never attaches them on its own).
+ * session cookie, as `authenticateRequest` judges it, and answers a failure in JSON.
  * One parameterised macro on purpose: resolve types do not flow between sibling macros in Elysia 1.4.
  */
 export const authPlugin = (deps: AuthDeps) => {
@@ -35,48 +128,21 @@ export const authPlugin = (deps: AuthDeps) => {
   return new Elysia({ name: 'auth', seed: deps.config.publicUrl }).macro({
     auth: (requirement: AuthRequirement) => ({
       async resolve({ headers, cookie, request, status, set }) {
-        const credential = presentedCredential(headers.authorization, cookie[sessionCookie]?.value)
-        const token = credential?.token
-        const principal = token ? await authenticateToken(deps, token) : undefined
-        const apiAudience = resourcesOf(deps.config.publicUrl).api
-        if (principal?.oauth && principal.oauth.audience !== apiAudience) {
-          set.headers['www-authenticate'] =
-            'Bearer realm="gatehouse", error="invalid_token", error_description="the token is for another resource"'
-          return status(401, {
-            message: 'This access token was issued for another resource',
-            detail: `The management API accepts OAuth access tokens issued for ${apiAudience}`,
-          })
-        }
-        if (principal?.oauth && !principal.oauth.scopes.includes('api')) {
-          set.headers['www-authenticate'] = 'Bearer realm="gatehouse", error="insufficient_scope", scope="api"'
-          return status(403, { message: 'This access token lacks the api scope' })
-        }
-        if (!principal) {
-          set.headers['www-authenticate'] = token
-            ? 'Bearer realm="gatehouse", error="invalid_token"'
-            : 'Bearer realm="gatehouse"'
-          return status(401, {
-            message: token ? 'The session or token is invalid, expired or revoked' : 'Authentication required',
-          })
-        }
-        if (credential?.viaCookie && !SAFE_METHODS.has(request.method)) {
-          const presented = headers[CSRF_HEADER]
-          if (!presented || !constantTimeEqual(presented, csrfTokenFor(token!)))
-            return status(403, {
-              message: 'Missing or invalid CSRF token',
-              detail: `Requests authenticated by the session cookie must send the ${CSRF_HEADER} header returned at login`,
-            })
-        }
-        const required = typeof requirement === 'object' ? requirement.role : requirement
-        if (typeof requirement === 'object' && principal.via === 'oauth')
-          return status(403, {
-            message: 'An OAuth access token cannot create credentials or grant rights',
-            detail:
-              'Use a session or an API token: what this creates would outlive the OAuth grant the token belongs to',
-          })
-        if (!roleAllows(principal.user.role, required))
-          return status(403, { message: `This action requires the ${required} role` })
-        return { principal }
+        const result = await authenticateRequest(
+          deps,
+          {
+            method: request.method,
+            authorization: headers.authorization,
+            sessionCookie: cookie[sessionCookie]?.value,
+            csrfToken: headers[CSRF_HEADER],
+          },
+          requirement,
+        )
+        if ('principal' in result) return { principal: result.principal }
+        const { failure } = result
+        if (failure.wwwAuthenticate) set.headers['www-authenticate'] = failure.wwwAuthenticate
+        if (failure.status === 401) return status(401, failure.body)
+        return status(403, failure.body)
       },
     }),
   })

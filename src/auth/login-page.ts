@@ -7,7 +7,14 @@ import { safeReturnTo } from '../http/return-to.ts'
 import { currentRequestContext } from '../ops/request-context.ts'
 import { renderLoginPage, renderSignedInPage } from '../pages/login.ts'
 import { authenticateToken, loginWithPassword } from './auth.service.ts'
-import { assertSameOrigin, cookieNamesFor, loginPathOf, setSessionCookies } from './cookies.ts'
+import {
+  assertSameOrigin,
+  clearCookie,
+  cookieAttributes,
+  cookieNamesFor,
+  loginPathOf,
+  setSessionCookie,
+} from './cookies.ts'
 
 function field(body: unknown, name: string): string {
   const value = (body as Record<string, unknown> | undefined)?.[name]
@@ -21,9 +28,10 @@ function field(body: unknown, name: string): string {
  */
 export const loginPageModule = (deps: AppDeps) => {
   const { publicUrl } = deps.config
-  const secure = publicUrl.startsWith('https://')
   const loginPath = loginPathOf(publicUrl)
   const names = cookieNamesFor(publicUrl)
+  // Strict: only this page's own form post reads it.
+  const formCookie = cookieAttributes(publicUrl, loginPath, 'strict')
   const offered = (next: string) => ({
     passwordLogin: deps.config.passwordLogin,
     providers: [...deps.identityProviders.values()].map((provider) => ({
@@ -32,7 +40,7 @@ export const loginPageModule = (deps: AppDeps) => {
     })),
   })
   const setFormCookie = (cookie: Record<string, Cookie<unknown>>, value: string) =>
-    cookie[names.loginCsrf].set({ value, httpOnly: true, secure, sameSite: 'lax', path: loginPath })
+    cookie[names.loginCsrf].set({ value, ...formCookie })
   return new Elysia({ name: 'login.page', detail: { tags: ['pages'] } })
     .get(
       '/login',
@@ -68,16 +76,8 @@ export const loginPageModule = (deps: AppDeps) => {
             ip: currentRequestContext()?.clientIp ?? 'unknown',
             userAgent: headers['user-agent'] ?? null,
           })
-          setSessionCookies(cookie, publicUrl, result)
-          // remove() would expire it for path / only; the form cookie lives on the login path.
-          cookie[names.loginCsrf].set({
-            value: '',
-            maxAge: 0,
-            httpOnly: true,
-            secure,
-            sameSite: 'lax',
-            path: loginPath,
-          })
+          setSessionCookie(cookie, publicUrl, result)
+          clearCookie(cookie[names.loginCsrf], formCookie)
           return redirect(next, 303)
         } catch (error) {
           if (error instanceof ApiError) return retry(error.status, error.message)

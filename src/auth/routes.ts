@@ -5,12 +5,14 @@ import { currentRequestContext } from '../ops/request-context.ts'
 import { UsersModel } from '../users/model.ts'
 import { rowToUser } from '../users/user.service.ts'
 import { csrfTokenFor, loginWithPassword, logout } from './auth.service.ts'
-import { assertSameOrigin, cookieNamesFor, setSessionCookies } from './cookies.ts'
+import { assertSameOrigin, clearSessionCookie, cookieNamesFor, setSessionCookie } from './cookies.ts'
 import { authPlugin } from './index.ts'
 
 const loginResponse = t.Object({
   session_token: t.String({ description: 'Send as `Authorization: Bearer`; also set as an HttpOnly cookie' }),
-  csrf_token: t.String({ description: 'Send as `X-CSRF-Token` on state changes authenticated by the cookie' }),
+  csrf_token: t.String({
+    description: 'Send as `X-CSRF-Token` on state changes authenticated by the cookie; `GET /auth/csrf` gives it again',
+  }),
   expires_at: t.String({ format: 'date-time' }),
   user: UsersModel['users.user'],
 })
@@ -38,7 +40,7 @@ export const authModule = (deps: AppDeps) => {
           ip: currentRequestContext()?.clientIp ?? 'unknown',
           userAgent: headers['user-agent'] ?? null,
         })
-        setSessionCookies(cookie, deps.config.publicUrl, result)
+        setSessionCookie(cookie, deps.config.publicUrl, result)
         return {
           session_token: result.sessionToken,
           csrf_token: result.csrfToken,
@@ -62,8 +64,7 @@ export const authModule = (deps: AppDeps) => {
       '/logout',
       async ({ principal, cookie, set }) => {
         await logout(deps.db, principal)
-        cookie[names.session].remove()
-        cookie[names.csrf].remove()
+        clearSessionCookie(cookie, deps.config.publicUrl)
         set.status = 204
       },
       { auth: true, detail: { summary: 'End the current session (a no-op for API tokens)' } },

@@ -21,15 +21,16 @@ import { isDynamicRegistrationEnabled } from './register.routes.ts'
  *
  * A document is fetched through the outbound guard, must name itself as its `client_id`, and
  * describes a public client. Because any visitor can name any URL, fetches are bounded: a
- * document is kept as long as its `Cache-Control` allows (`no-store` is fetched every time), a
- * failure is remembered for a minute, concurrent requests for one document share one fetch, and
- * documents not seen before are fetched at most `newDocumentsPerHour` times per client address.
+ * document is kept as long as its `Cache-Control` allows (`no-store` is fetched every time),
+ * concurrent requests for one document share one fetch, and documents not seen before are fetched
+ * at most `newDocumentsPerHour` times per client address. A failure is not remembered, so a
+ * document that comes back is used on the next sign-in: those two bounds already cap what a
+ * failing URL costs. Only an error answer that sets its own `max-age` is kept that long.
  */
 const MAX_DOCUMENT_BYTES = 5 * 1024
 const FETCH_TIMEOUT_MS = 5000
 const DEFAULT_TTL_SECONDS = 300
 const MAX_TTL_SECONDS = 86400
-const FAILURE_TTL_SECONDS = 60
 const MAX_ENTRIES = 1000
 /** Shared-secret methods: a document cannot carry a secret, so a client asking for one is refused. */
 const SHARED_SECRET_METHODS = new Set(['client_secret_basic', 'client_secret_post', 'client_secret_jwt'])
@@ -51,6 +52,21 @@ export function cacheSecondsOf(cacheControl: string | null): number {
   const seconds = Number(maxAge.slice('max-age='.length).replaceAll('"', ''))
   if (!Number.isInteger(seconds) || seconds < 0) return DEFAULT_TTL_SECONDS
   return Math.min(MAX_TTL_SECONDS, seconds)
+}
+
+/**
+ * Seconds an error answer may be reused: only what its own `max-age` says (capped like a
+ * document's). Without one it is not kept, since a 404 or a bot wall is often fixed in minutes.
+ */
+export function failureCacheSecondsOf(cacheControl: string | null): number {
+  if (
+    !cacheControl
+      ?.toLowerCase()
+      .split(',')
+      .some((directive) => directive.trim().startsWith('max-age='))
+  )
+    return 0
+  return cacheSecondsOf(cacheControl)
 }
 
 function documentError(description: string): OAuthError {
@@ -147,12 +163,17 @@ export class MetadataDocumentResolver {
       else this.documents.delete(clientId)
       return metadata
     } catch (error) {
-      if (error instanceof OAuthError) {
-        this.documents.delete(clientId)
-        remember(this.failures, clientId, { error, expiresAt: this.now() + FAILURE_TTL_SECONDS * 1000 })
-      }
+      if (error instanceof OAuthError) this.documents.delete(clientId)
       throw error
     }
+  }
+
+  /** Keeps an error answer for the time its own Cache-Control names, so a CDN's cached 404 is not asked again. */
+  private rememberFailure(clientId: string, error: OAuthError, cacheControl: string | null): OAuthError {
+    const seconds = failureCacheSecondsOf(cacheControl)
+    if (seconds > 0) remember(this.failures, clientId, { error, expiresAt: this.now() + seconds * 1000 })
+    else this.failures.delete(clientId)
+    return error
   }
 
   private async download(clientId: string): Promise<{ metadata: ClientMetadata; cacheSeconds: number }> {
@@ -170,7 +191,11 @@ export class MetadataDocumentResolver {
       }
       if (response.status !== 200) {
         await response.body?.cancel().catch(() => {})
-        throw fetchFailure(`answered ${response.status}, not 200`)
+        throw this.rememberFailure(
+          clientId,
+          fetchFailure(`answered ${response.status}, not 200`),
+          response.headers.get('cache-control'),
+        )
       }
       cacheControl = response.headers.get('cache-control')
       if (Number(response.headers.get('content-length') ?? 0) > MAX_DOCUMENT_BYTES) {

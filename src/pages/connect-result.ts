@@ -15,12 +15,31 @@ export function renderConnectedPage(serverName: string, connectionsUrl: string):
   })
 }
 
-export function renderConnectFailedPage(status: number, message: string, connectionsUrl: string): Response {
+export interface ConnectFailedView {
+  status: number
+  /** What happened, in plain words. */
+  message: string
+  /** What to do, or what the upstream said, when it helps. */
+  detail?: string
+  /** `/connections?connect=<id>`, which signs the user in if needed and starts again. */
+  retryUrl?: string
+  connectionsUrl: string
+}
+
+/**
+ * A connect that did not work, said in words with a way back, as a page like every other one:
+ * everything escaped, no framing, never cached. API clients get the same words as JSON.
+ */
+export function renderConnectFailedPage(view: ConnectFailedView): Response {
+  const detail = view.detail ? `\n<p>${escapeHtml(view.detail)}</p>` : ''
+  const retry = view.retryUrl ? `<a class="button primary" href="${escapeHtml(view.retryUrl)}">Connect again</a>\n` : ''
   return renderPage({
-    status,
+    status: view.status,
     title: 'Connecting failed',
     body: `<h1>Connecting failed</h1>
-<p class="error">${escapeHtml(message)}</p>
-<p><a href="${escapeHtml(connectionsUrl)}">Back to your connections</a></p>`,
+<p class="error" role="alert">${escapeHtml(view.message)}</p>${detail}
+<div class="actions">
+${retry}<a class="button" href="${escapeHtml(view.connectionsUrl)}">Back to your connections</a>
+</div>`,
   })
 }

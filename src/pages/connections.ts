@@ -33,7 +33,7 @@ export interface ConnectionsView {
   /** A message above the list (a `?connect=` that could not start, say). */
   notice?: string
   status?: number
-  /** Unix seconds; the page says how long a connection has left. */
+  /** Unix seconds; the page says how long a connection that cannot renew itself has left. */
   now: number
 }
 
@@ -50,17 +50,21 @@ function describeIn(seconds: number): string {
   return 'in less than a minute'
 }
 
-/** The status in words: what the user needs to know, and whether they must act. */
+/**
+ * The status in words: what the user needs to know, and whether they must act. An access token's
+ * expiry is no news while Gatehouse holds a refresh token and renews it on its own; without one,
+ * the expiry is when the user must reconnect.
+ */
 function statusOf(server: UpstreamServerDto, now: number): string {
-  const { status, expires_at } = server.connection
-  if (status === 'needs_reauth') return 'Needs reconnect'
+  const { status, expires_at, renews_automatically } = server.connection
+  if (status === 'needs_reauth') return 'Needs reconnecting'
   if (status === 'not_connected') return 'Not connected'
   if (status === 'not_required') return 'No sign-in needed'
+  if (renews_automatically) return 'Connected · renews automatically'
   if (!expires_at) return 'Connected'
   const left = Date.parse(expires_at) / 1000 - now
-  const when = left > 0 ? `expires ${describeIn(left)}` : 'renews on next use'
   const exact = `${expires_at.slice(0, 16).replace('T', ' ')} UTC`
-  return `Connected · <time datetime="${escapeHtml(expires_at)}" title="${escapeHtml(exact)}">${when}</time>`
+  return `Connected · needs reconnecting <time datetime="${escapeHtml(expires_at)}" title="${escapeHtml(exact)}">${describeIn(Math.max(0, left))}</time>`
 }
 
 /** An admin-set icon only over https (the page's CSP allows no other origin); else the name's first letter. */

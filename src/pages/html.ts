@@ -59,13 +59,17 @@ export interface Page {
   wide?: boolean
   /** Also allow images from any https origin (icons an admin configured); otherwise only our own. */
   httpsImages?: boolean
+  /** More CSS for this page, in the same nonce'd style element. */
+  style?: string
+  /** A class of its own for the main column (a layout the shared styles lack). */
+  mainClass?: string
 }
 
 /**
  * A complete page: no external assets, a CSP that allows only this response's inline style, no
  * framing (clickjacking on consent), no referrer (authorize URLs carry state), never cached.
  */
-export function renderPage({ status, title, body, script, wide, httpsImages }: Page): Response {
+export function renderPage({ status, title, body, script, wide, httpsImages, style, mainClass }: Page): Response {
   const nonce = crypto.randomUUID().replaceAll('-', '')
   const html = `<!doctype html>
 <html lang="en">
@@ -73,10 +77,10 @@ export function renderPage({ status, title, body, script, wide, httpsImages }: P
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${escapeHtml(title)} · Gatehouse</title>
-<style nonce="${nonce}">${STYLE}</style>
+<style nonce="${nonce}">${STYLE}${style ?? ''}</style>
 </head>
 <body>
-<main${wide ? ' class="wide"' : ''}>
+<main${mainClass ? ` class="${escapeHtml(mainClass)}"` : wide ? ' class="wide"' : ''}>
 ${body}
 </main>${script ? `\n<script nonce="${nonce}">${script}</script>` : ''}
 </body>

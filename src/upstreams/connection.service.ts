@@ -90,11 +90,21 @@ function quoted(value: string): string {
   return value.replace(/[^\x20-\x7e]/g, '').slice(0, 300)
 }
 
+/** The upstream's own error code and description, for the detail of a refusal. */
+function upstreamSaid(query: CallbackQuery): string {
+  const description = query.error_description ? `: ${quoted(query.error_description)}` : ''
+  return `Its authorization server answered ${quoted(query.error ?? '')}${description}.`
+}
+
+/** Longest code or state a callback may carry; ours are far shorter, an upstream's code rarely nears it. */
+const MAX_CALLBACK_VALUE = 4096
+
 /**
  * Finishes the authorization: the state must be one this user started for this server and not
  * expired or used; `iss` must name the server's issuer (RFC 9207) when it sends one or must; the
  * code is exchanged with the verifier and `resource`, and the tokens are stored sealed. Nothing
- * is stored on any failure. Returns where the user asked to go afterwards.
+ * is stored on any failure, and each refusal says in plain words what happened, for the page
+ * the user lands on. Returns where the user asked to go afterwards.
  */
 export async function finishConnect(
   deps: UpstreamDeps,
@@ -102,25 +112,34 @@ export async function finishConnect(
   serverId: string,
   query: CallbackQuery,
 ): Promise<{ returnTo?: string; server: McpServerRow }> {
-  const state = query.state ? await claimState(deps.db, hashToken(query.state)) : undefined
-  if (query.error)
-    throw new ApiError(
-      400,
-      `The authorization server refused: ${quoted(query.error)}${query.error_description ? ` (${quoted(query.error_description)})` : ''}`,
-    )
-  if (!query.code) throw new ApiError(400, 'The callback has no authorization code')
-  if (!query.state) throw new ApiError(400, 'The callback has no state')
-  if (!state) throw new ApiError(400, 'This sign-in link is unknown or was already used; start connecting again')
-  if (state.server_id !== serverId || state.user_id !== principal.user.id)
-    throw new ApiError(400, 'This sign-in was started by another user or for another server; start connecting again')
-  if (state.expires_at <= nowSeconds()) throw new ApiError(400, 'This sign-in took too long; start connecting again')
+  const tooLong = [query.code, query.state].some((value) => (value?.length ?? 0) > MAX_CALLBACK_VALUE)
+  const state = query.state && !tooLong ? await claimState(deps.db, hashToken(query.state)) : undefined
   const { row } = await findVisibleServer(deps, principal, serverId, 'use')
+  const refuse = (what: string, detail = 'Start connecting again.') =>
+    new ApiError(400, `${row.display_name} was not connected: ${what}`, detail)
+  if (query.error === 'access_denied')
+    throw refuse(
+      'access was denied at its sign-in page',
+      `${upstreamSaid(query)} Connect again and allow access to use its tools.`,
+    )
+  if (query.error) throw refuse('its sign-in page reported a problem', upstreamSaid(query))
+  if (tooLong) throw refuse(`the callback carries a code or state over ${MAX_CALLBACK_VALUE} characters`)
+  if (!query.code) throw refuse('its sign-in page sent no authorization code back')
+  if (!query.state) throw refuse('its sign-in page sent no state back')
+  if (!state) throw refuse('this sign-in was already used, or was not started from this Gatehouse')
+  if (state.user_id !== principal.user.id)
+    throw refuse(
+      `this sign-in was started by another Gatehouse user, not by ${principal.user.username}`,
+      'Sign in to Gatehouse as the user who started it, or connect again as yourself.',
+    )
+  if (state.server_id !== serverId) throw refuse('this sign-in was started for another MCP server')
+  if (state.expires_at <= nowSeconds()) throw refuse(`the sign-in took longer than ${STATE_TTL_SECONDS / 60} minutes`)
   assertConnectable(row)
   const client = upstreamClientOf(row, (await openServerSecrets(deps.keyring, row)).oauth2ClientSecret)
   // RFC 9207 needs the issuer; a manually configured server has none stored, so iss is not checked there.
   const issuerKnown = row.oauth2_issuer !== ''
   if (issuerKnown && (query.iss !== undefined || row.oauth2_iss_required === 1) && query.iss !== client.issuer)
-    throw new ApiError(400, 'The callback names another authorization server (iss) than this server uses')
+    throw refuse('the answer names another authorization server (iss) than the one it uses')
   const codeVerifier = await openValue(deps.keyring, verifierBinding(state.state_hash), state.code_verifier)
   let tokens: Awaited<ReturnType<typeof exchangeUpstreamCode>>
   try {
@@ -138,8 +157,8 @@ export async function finishConnect(
     })
     throw new ApiError(
       502,
-      `${row.display_name}'s authorization server did not issue tokens for this sign-in`,
-      'Try connecting again; if it keeps failing, tell your Gatehouse admin',
+      `${row.display_name} was not connected: its authorization server did not issue tokens for this sign-in`,
+      'Try connecting again; if it keeps failing, tell your Gatehouse admin.',
     )
   }
   await storeConnection(deps, { serverId: row.id, userId: principal.user.id }, tokens, row.oauth2_scopes)

@@ -1,12 +1,15 @@
-import { Elysia, t } from 'elysia'
+import { type Cookie, Elysia, t } from 'elysia'
 import { toolPolicyOf } from '../aggregate/index.ts'
-import { authPlugin } from '../auth/index.ts'
+import { CSRF_HEADER } from '../auth/auth.service.ts'
+import { cookieNamesFor } from '../auth/cookies.ts'
+import { type AuthFailure, authenticateRequest, authPlugin, type PresentedRequest } from '../auth/index.ts'
 import type { AppDeps } from '../deps.ts'
 import { basePathOf } from '../config.ts'
 import { ApiError } from '../http/errors.ts'
 import { safeReturnTo } from '../http/return-to.ts'
 import { checkBodyAsSent } from '../http/strict-body.ts'
 import { renderConnectedPage, renderConnectFailedPage } from '../pages/connect-result.ts'
+import { connectionsUrlsOf } from '../pages/connections.ts'
 import { disconnect, finishConnect, setSelection, startConnect } from './connection.service.ts'
 import { ID_MAX_LENGTH } from './limits.ts'
 import { UpstreamsModel } from './model.ts'
@@ -30,9 +33,50 @@ function wantsJson(accept: string | undefined): boolean {
   return !!accept && accept.includes('application/json') && !accept.includes('text/html')
 }
 
-/** Upstream MCP servers an organization's admins register, under /api/v1/mcp/servers. */
-export const upstreamsModule = (deps: AppDeps) =>
-  new Elysia({ name: 'upstreams', prefix: '/api/v1/mcp', detail: { tags: ['mcp servers'] } })
+/** The `auth` macro's JSON answer, for the routes that judge the session themselves. */
+function failureJson(failure: AuthFailure): Response {
+  const headers: Record<string, string> = failure.wwwAuthenticate ? { 'www-authenticate': failure.wwwAuthenticate } : {}
+  return Response.json(failure.body, { status: failure.status, headers })
+}
+
+/**
+ * Upstream MCP servers an organization's admins register, under /api/v1/mcp/servers. The
+ * connect and callback routes are where a browser lands, so they judge the session themselves
+ * and answer a browser's failure with a page instead of JSON.
+ */
+export const upstreamsModule = (deps: AppDeps) => {
+  const base = basePathOf(deps.config.publicUrl)
+  const sessionCookie = cookieNamesFor(deps.config.publicUrl).session
+  const presentedBy = (
+    request: Request,
+    headers: Record<string, string | undefined>,
+    cookie: Record<string, Cookie<unknown>>,
+  ): PresentedRequest => ({
+    method: request.method,
+    authorization: headers.authorization,
+    sessionCookie: cookie[sessionCookie]?.value,
+    csrfToken: headers[CSRF_HEADER],
+  })
+  const urls = connectionsUrlsOf(base)
+  const retryUrl = (serverId: string) => `${urls.page}?connect=${encodeURIComponent(serverId)}`
+  const connectFailedPage = (error: ApiError, serverId: string) =>
+    renderConnectFailedPage({
+      status: error.status,
+      message: error.message,
+      detail: error.detail,
+      retryUrl: error.status === 404 ? undefined : retryUrl(serverId),
+      connectionsUrl: urls.page,
+    })
+  const notSignedInPage = (serverId: string) =>
+    renderConnectFailedPage({
+      status: 401,
+      message: 'This browser is not signed in to Gatehouse, so the connection could not be saved.',
+      detail:
+        'Your session may have ended, or another Gatehouse on this host name replaced its cookie. Sign in and connect again.',
+      retryUrl: retryUrl(serverId),
+      connectionsUrl: urls.page,
+    })
+  return new Elysia({ name: 'upstreams', prefix: '/api/v1/mcp', detail: { tags: ['mcp servers'] } })
     .use(authPlugin(deps))
     .model(UpstreamsModel)
     .get('/servers', ({ principal }) => listVisibleServers(deps, principal), {
@@ -120,18 +164,25 @@ export const upstreamsModule = (deps: AppDeps) =>
     )
     .get(
       '/servers/:id/oauth2/connect',
-      async ({ params, query, principal, headers, redirect }) => {
+      async ({ params, query, headers, cookie, request, redirect }) => {
+        const browser = !wantsJson(headers.accept)
+        const signedIn = await authenticateRequest(deps, presentedBy(request, headers, cookie), true)
+        if ('failure' in signedIn) return browser ? notSignedInPage(params.id) : failureJson(signedIn.failure)
         const returnTo =
           query.return_to === undefined
             ? undefined
             : safeReturnTo(query.return_to, deps.config.publicUrl, '') || undefined
-        const url = await startConnect(deps, principal, params.id, returnTo)
-        // A script (a frontend calling with fetch) asks for the URL; a browser follows the redirect.
-        if (wantsJson(headers.accept)) return { authorization_url: url.href }
-        return redirect(url.href, 302)
+        try {
+          const url = await startConnect(deps, signedIn.principal, params.id, returnTo)
+          // A script (a frontend calling with fetch) asks for the URL; a browser follows the redirect.
+          if (!browser) return { authorization_url: url.href }
+          return redirect(url.href, 302)
+        } catch (error) {
+          if (!(error instanceof ApiError) || !browser) throw error
+          return connectFailedPage(error, params.id)
+        }
       },
       {
-        auth: true,
         params: idParams,
         query: t.Object({ return_to: t.Optional(t.String({ maxLength: 2048 })) }),
         detail: { summary: 'Start connecting your account: a redirect to the upstream’s authorization page' },
@@ -139,30 +190,32 @@ export const upstreamsModule = (deps: AppDeps) =>
     )
     .get(
       '/servers/:id/oauth2/callback',
-      async ({ params, query, principal, headers, redirect }) => {
-        const connections = `${basePathOf(deps.config.publicUrl)}/connections`
-        const html = !wantsJson(headers.accept)
+      async ({ params, query, headers, cookie, request, redirect }) => {
+        const browser = !wantsJson(headers.accept)
+        const signedIn = await authenticateRequest(deps, presentedBy(request, headers, cookie), true)
+        if ('failure' in signedIn) return browser ? notSignedInPage(params.id) : failureJson(signedIn.failure)
         try {
-          const { returnTo, server } = await finishConnect(deps, principal, params.id, query)
-          if (!html) return { connected: true }
+          const { returnTo, server } = await finishConnect(deps, signedIn.principal, params.id, query)
+          if (!browser) return { connected: true }
           // Checked again on the way out: a connection started before a stricter check keeps its value.
           const back = returnTo ? safeReturnTo(returnTo, deps.config.publicUrl, '') : ''
           if (back) return redirect(back, 303)
-          return renderConnectedPage(server.display_name, connections)
+          return renderConnectedPage(server.display_name, connectionsUrlsOf(base).page)
         } catch (error) {
-          if (!(error instanceof ApiError) || !html) throw error
-          return renderConnectFailedPage(error.status, error.message, connections)
+          if (!(error instanceof ApiError) || !browser) throw error
+          return connectFailedPage(error, params.id)
         }
       },
       {
-        auth: true,
         params: idParams,
+        // Unbounded here so an upstream's long error_description still reaches the page, not a
+        // 422: finishConnect bounds code and state and shows the rest shortened.
         query: t.Object({
-          code: t.Optional(t.String({ maxLength: 4096 })),
-          state: t.Optional(t.String({ maxLength: 512 })),
-          iss: t.Optional(t.String({ maxLength: 2048 })),
-          error: t.Optional(t.String({ maxLength: 512 })),
-          error_description: t.Optional(t.String({ maxLength: 2048 })),
+          code: t.Optional(t.String()),
+          state: t.Optional(t.String()),
+          iss: t.Optional(t.String()),
+          error: t.Optional(t.String()),
+          error_description: t.Optional(t.String()),
         }),
         detail: { summary: 'Where the upstream sends you back; stores your tokens, encrypted' },
       },
@@ -222,3 +275,4 @@ export const upstreamsModule = (deps: AppDeps) =>
         },
       },
     )
+}

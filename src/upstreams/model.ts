@@ -40,6 +40,9 @@ const connection = t.Object({
     t.Literal('not_required'),
   ]),
   expires_at: t.Nullable(timestamp),
+  renews_automatically: t.Boolean({
+    description: 'Gatehouse holds a refresh token and renews the access token itself, so expires_at needs no action',
+  }),
   scopes: t.Array(t.String()),
 })
 

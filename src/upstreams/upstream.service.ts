@@ -62,18 +62,25 @@ function connectionOf(
   oidcLink: UserLinkRow | undefined,
   now: number,
 ) {
+  const none = { expires_at: null, renews_automatically: false, scopes: [] }
   // user_oidc sends the user's identity-provider token: connected while they have a live link.
   if (row.auth_type === 'user_oidc')
     return oidcLink && isLiveLink(oidcLink, now)
-      ? { status: 'connected' as const, expires_at: toIsoTimeOrNull(oidcLink.expires_at), scopes: [] }
-      : { status: 'not_connected' as const, expires_at: null, scopes: [] }
-  if (row.auth_type !== 'oauth2') return { status: 'not_required' as const, expires_at: null, scopes: [] }
-  if (!token) return { status: 'not_connected' as const, expires_at: null, scopes: [] }
+      ? {
+          status: 'connected' as const,
+          expires_at: toIsoTimeOrNull(oidcLink.expires_at),
+          renews_automatically: oidcLink.refresh_token !== null,
+          scopes: [],
+        }
+      : { status: 'not_connected' as const, ...none }
+  if (row.auth_type !== 'oauth2') return { status: 'not_required' as const, ...none }
+  if (!token) return { status: 'not_connected' as const, ...none }
   const expired = token.expires_at !== null && token.expires_at <= now
   const live = token.needs_reauth === 0 && (!expired || token.refresh_token !== null)
   return {
     status: live ? ('connected' as const) : ('needs_reauth' as const),
     expires_at: toIsoTimeOrNull(token.expires_at),
+    renews_automatically: live && token.refresh_token !== null,
     scopes: token.scopes.split(' ').filter(Boolean),
   }
 }

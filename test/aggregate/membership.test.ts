@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'bun:test'
+import { cookieNamesFor } from '../../src/auth/cookies.ts'
 import { sealValue } from '../../src/secrets/sealed-column.ts'
 import {
   type Account,
@@ -196,7 +197,7 @@ describe('an organization the owner is not a member of', () => {
 
   it('leaves its servers off the owner’s connections page and list_connections', async () => {
     const page = await fetch(`${gatehouse.url}/connections`, {
-      headers: { cookie: `gatehouse_session=${gatehouse.owner.token}` },
+      headers: { cookie: `${cookieNamesFor(gatehouse.deps.config.publicUrl).session}=${gatehouse.owner.token}` },
       signal: AbortSignal.timeout(10_000),
     })
     expect(page.status).toBe(200)
@@ -204,7 +205,7 @@ describe('an organization the owner is not a member of', () => {
     expect(html).toContain('home')
     for (const slug of ['sidecar', 'side-oidc', 'side-oauth']) expect(html).not.toContain(slug)
     const connect = await fetch(`${gatehouse.url}/connections?connect=${sideOauth.id}`, {
-      headers: { cookie: `gatehouse_session=${gatehouse.owner.token}` },
+      headers: { cookie: `${cookieNamesFor(gatehouse.deps.config.publicUrl).session}=${gatehouse.owner.token}` },
       redirect: 'manual',
       signal: AbortSignal.timeout(10_000),
     })

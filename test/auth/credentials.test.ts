@@ -1,4 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'bun:test'
+import { cookieNamesFor } from '../../src/auth/cookies.ts'
+import { testConfig } from '../../src/config.ts'
 import { OWNER, setup, type TestContext } from '../setup.ts'
 
 interface Session {
@@ -6,8 +8,11 @@ interface Session {
   csrf_token: string
 }
 
+/** The session cookie of a Gatehouse at the tests' default public URL. */
+const SESSION_COOKIE = cookieNamesFor(testConfig().publicUrl).session
+
 function cookieOf(session: Session): string {
-  return `gatehouse_session=${session.session_token}; gatehouse_csrf=${session.csrf_token}`
+  return `${SESSION_COOKIE}=${session.session_token}`
 }
 
 function createTokenRequest(headers: Record<string, string>): Request {
@@ -75,7 +80,7 @@ describe('session credentials', () => {
 
   it('answers a garbage session cookie with 401 and error="invalid_token"', async () => {
     const response = await ctx.app.handle(
-      new Request('http://localhost/api/v1/users/me', { headers: { cookie: 'gatehouse_session=not-a-token' } }),
+      new Request('http://localhost/api/v1/users/me', { headers: { cookie: `${SESSION_COOKIE}=not-a-token` } }),
     )
     expect(response.status).toBe(401)
     expect(response.headers.get('www-authenticate')).toBe('Bearer realm="gatehouse", error="invalid_token"')

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
+import { cookieNamesFor } from '../../src/auth/cookies.ts'
 import { assertChromium, launchChromium } from '../fixtures/browser.ts'
 import type { Browser } from 'playwright-core'
 import { loadConfig } from '../../src/config.ts'
@@ -69,8 +70,10 @@ describe('identity-provider sign-in in Chromium', () => {
       const me = await (await context.request.get(`${publicUrl}/api/v1/users/me`)).json()
       expect(me).toMatchObject({ email: 'wanda@example.com', display_name: 'Wanda Browser', login_type: 'oidc' })
       const cookies = await context.cookies(publicUrl)
-      expect(cookies.find((cookie) => cookie.name === 'gatehouse_session')).toMatchObject({ httpOnly: true })
-      expect(cookies.find((cookie) => cookie.name === 'gatehouse_idp_oidc')).toBeUndefined()
+      expect(cookies.find((cookie) => cookie.name === cookieNamesFor(publicUrl).session)).toMatchObject({
+        httpOnly: true,
+      })
+      expect(cookies.find((cookie) => cookie.name === cookieNamesFor(publicUrl).identityFlow('oidc'))).toBeUndefined()
 
       // Back on the sign-in page, it now says who is signed in.
       await page.goto(`${publicUrl}/login`)

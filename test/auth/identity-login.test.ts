@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'bun:test'
+import { cookieNamesFor } from '../../src/auth/cookies.ts'
 import { type Config, ConfigError, loadConfig } from '../../src/config.ts'
 import { openValue } from '../../src/secrets/sealed-column.ts'
 import { cliEnv, createTempDir, encodeKey, findFreePort, killChildren, runCli } from '../fixtures/cli-process.ts'
@@ -205,7 +206,7 @@ describe('sign-in with an OpenID provider and GitHub', () => {
       for (const name of ['state', 'nonce', 'code_challenge'])
         expect(location.searchParams.get(name)!.length).toBeGreaterThanOrEqual(32)
       const [cookie] = response.headers.getSetCookie()
-      expect(cookie).toStartWith('gatehouse_idp_oidc=')
+      expect(cookie).toStartWith(`${cookieNamesFor(server.url).identityFlow('oidc')}=`)
       expect(cookie).toContain('Path=/login/oidc/callback')
       expect(cookie).toContain('HttpOnly')
       expect(cookie).toContain('SameSite=Lax')
@@ -234,14 +235,13 @@ describe('sign-in with an OpenID provider and GitHub', () => {
 
       // The session cookie alone signs the browser in.
       const me = await fetch(`${server.url}/api/v1/users/me`, {
-        headers: { cookie: `gatehouse_session=${signIn.sessionToken}` },
+        headers: { cookie: `${cookieNamesFor(server.url).session}=${signIn.sessionToken}` },
         signal: AbortSignal.timeout(TIMEOUT_MS),
       })
       expect(me.status).toBe(200)
       expect(await me.json()).toMatchObject({ id: user.id, email: 'newbie@example.com', login_type: 'oidc' })
-      expect(signIn.jar.get('gatehouse_csrf')).toMatch(/^[0-9a-f]{64}$/)
       // The flow cookie is spent.
-      expect(signIn.jar.get('gatehouse_idp_oidc')).toBeUndefined()
+      expect(signIn.jar.get(cookieNamesFor(server.url).identityFlow('oidc'))).toBeUndefined()
     })
 
     it('links a second sign-in to the same user, with the new tokens stored', async () => {
@@ -353,7 +353,9 @@ describe('sign-in with an OpenID provider and GitHub', () => {
       const response = await fetch(back, { redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) })
       expect(response.status).toBe(400)
       expect(pageMessage(await response.text())).toContain('was not started in this browser')
-      expect(response.headers.getSetCookie().some((cookie) => cookie.startsWith('gatehouse_session='))).toBe(false)
+      expect(
+        response.headers.getSetCookie().some((cookie) => cookie.startsWith(`${cookieNamesFor(server.url).session}=`)),
+      ).toBe(false)
     })
 
     it("shows the provider's error when it refuses the sign-in", async () => {
@@ -820,7 +822,7 @@ describe('password sign-in turned off', () => {
     const page = await fetch(`${server.url}/login`, { signal: AbortSignal.timeout(TIMEOUT_MS) })
     const csrf = page.headers
       .getSetCookie()
-      .find((cookie) => cookie.startsWith('gatehouse_login_csrf='))!
+      .find((cookie) => cookie.startsWith(`${cookieNamesFor(server.url).loginCsrf}=`))!
       .split(';')[0]
     const response = await fetch(`${server.url}/login`, {
       method: 'POST',
@@ -831,7 +833,9 @@ describe('password sign-in turned off', () => {
     })
     expect(response.status).toBe(403)
     expect(await response.text()).toContain('Password sign-in is turned off here')
-    expect(response.headers.getSetCookie().some((cookie) => cookie.startsWith('gatehouse_session='))).toBe(false)
+    expect(
+      response.headers.getSetCookie().some((cookie) => cookie.startsWith(`${cookieNamesFor(server.url).session}=`)),
+    ).toBe(false)
   })
 
   it('lets the owner the CLI created sign in through the provider by their verified email', async () => {

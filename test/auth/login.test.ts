@@ -1,9 +1,13 @@
 import { afterEach, beforeEach, describe, expect, it } from 'bun:test'
+import { cookieNamesFor } from '../../src/auth/cookies.ts'
+import { testConfig } from '../../src/config.ts'
 import { nowSeconds } from '../../src/db/index.ts'
 import { sweepExpired } from '../../src/ops/maintenance.ts'
 import { bootstrapOwner, OWNER, setup, type TestContext } from '../setup.ts'
 
 const WRONG = 'not-the-password'
+/** The cookie names of a Gatehouse at the tests' default (http) public URL. */
+const NAMES = cookieNamesFor(testConfig().publicUrl)
 const BAD_CREDENTIALS = { message: 'Incorrect email/username or password' }
 const THROTTLED = { message: 'Too many failed login attempts; try again later' }
 
@@ -206,19 +210,19 @@ describe('password login', () => {
     expect(me.error?.value).toEqual({ message: 'The session or token is invalid, expired or revoked' })
   })
 
-  it('clears the session and CSRF cookies on logout', async () => {
+  it('clears the session cookie on logout', async () => {
     const login = await (await loginRequest(ctx, OWNER.username, OWNER.password)).json()
     const response = await ctx.app.handle(
       new Request('http://localhost/api/v1/auth/logout', {
         method: 'POST',
         headers: {
-          cookie: `gatehouse_session=${login.session_token}; gatehouse_csrf=${login.csrf_token}`,
+          cookie: `${NAMES.session}=${login.session_token}`,
           'x-csrf-token': login.csrf_token,
         },
       }),
     )
     expect(response.status).toBe(204)
-    for (const name of ['gatehouse_session', 'gatehouse_csrf']) {
+    for (const name of [NAMES.session]) {
       const cookie = setCookie(response, name)
       expect(cookie.value).toBe('')
       expect(cookie.attributes.get('path')).toBe('/')
@@ -232,7 +236,7 @@ describe('password login', () => {
   it('sets an HttpOnly, SameSite=Lax session cookie without Secure when the public URL is http', async () => {
     const response = await loginRequest(ctx, OWNER.username, OWNER.password)
     const body = await response.json()
-    const session = setCookie(response, 'gatehouse_session')
+    const session = setCookie(response, NAMES.session)
     expect(session.value).toBe(body.session_token)
     expect(session.attributes.has('httponly')).toBe(true)
     expect(session.attributes.get('samesite')).toBe('Lax')
@@ -240,20 +244,16 @@ describe('password login', () => {
     expect(session.attributes.has('secure')).toBe(false)
   })
 
-  it('sets a CSRF cookie that page scripts can read, with SameSite=Lax', async () => {
+  it('sets no CSRF cookie: the token is in the answer, and no script could read an HttpOnly cookie', async () => {
     const response = await loginRequest(ctx, OWNER.username, OWNER.password)
-    const body = await response.json()
-    const csrf = setCookie(response, 'gatehouse_csrf')
-    expect(csrf.value).toBe(body.csrf_token)
-    expect(csrf.attributes.has('httponly')).toBe(false)
-    expect(csrf.attributes.get('samesite')).toBe('Lax')
-    expect(csrf.attributes.has('secure')).toBe(false)
+    expect((await response.json()).csrf_token).toMatch(/^[0-9a-f]{64}$/)
+    expect(response.headers.getSetCookie().map((line) => line.split('=')[0])).toEqual([NAMES.session])
   })
 
   it("gives the session cookie the session's expiry", async () => {
     const response = await loginRequest(ctx, OWNER.username, OWNER.password)
     const body = await response.json()
-    const expires = Date.parse(setCookie(response, 'gatehouse_session').attributes.get('expires') ?? '')
+    const expires = Date.parse(setCookie(response, NAMES.session).attributes.get('expires') ?? '')
     expect(expires).toBe(Date.parse(body.expires_at))
     const sevenDays = 7 * 86400 * 1000
     expect(Math.abs(expires - (Date.now() + sevenDays))).toBeLessThan(60_000)
@@ -270,7 +270,7 @@ describe('session cookies behind an https public URL', () => {
     await ctx.close()
   })
 
-  it('names the session and CSRF cookies __Host-, Secure, for path / and no domain', async () => {
+  it('names the session cookie __Host-, Secure, for path / and no domain', async () => {
     const response = await loginRequest(ctx, OWNER.username, OWNER.password)
     expect(response.status).toBe(200)
     const body = await response.json()
@@ -279,13 +279,9 @@ describe('session cookies behind an https public URL', () => {
     expect(session.attributes.has('secure')).toBe(true)
     expect(session.attributes.has('httponly')).toBe(true)
     expect(session.attributes.get('samesite')).toBe('Lax')
-    const csrf = setCookie(response, '__Host-gatehouse_csrf')
-    for (const cookie of [session, csrf]) {
-      expect(cookie.attributes.has('secure')).toBe(true)
-      expect(cookie.attributes.get('path')).toBe('/')
-      expect(cookie.attributes.has('domain')).toBe(false)
-    }
-    expect(response.headers.getSetCookie().some((line) => line.startsWith('gatehouse_session='))).toBe(false)
+    expect(session.attributes.get('path')).toBe('/')
+    expect(session.attributes.has('domain')).toBe(false)
+    expect(response.headers.getSetCookie().some((line) => line.startsWith('gatehouse_session'))).toBe(false)
   })
 
   it('accepts the __Host- session cookie, and not the unprefixed one, as a credential', async () => {
@@ -374,13 +370,13 @@ describe('login CSRF', () => {
 
   it('accepts a same-origin form post that a no-referrer page sends with Origin: null', async () => {
     const page = await ctx.app.handle(new Request('http://localhost/login'))
-    const csrf = setCookie(page, 'gatehouse_login_csrf').value
+    const csrf = setCookie(page, NAMES.loginCsrf).value
     const response = await ctx.app.handle(
       new Request('http://localhost/login', {
         method: 'POST',
         headers: {
           'content-type': 'application/x-www-form-urlencoded',
-          cookie: `gatehouse_login_csrf=${csrf}`,
+          cookie: `${NAMES.loginCsrf}=${csrf}`,
           origin: 'null',
           'sec-fetch-site': 'same-origin',
         },
@@ -388,7 +384,7 @@ describe('login CSRF', () => {
       }),
     )
     expect(response.status).toBe(303)
-    expect(response.headers.getSetCookie().some((line) => line.startsWith('gatehouse_session='))).toBe(true)
+    expect(response.headers.getSetCookie().some((line) => line.startsWith(`${NAMES.session}=`))).toBe(true)
   })
 
   it('accepts a JSON sign-in from its own origin', async () => {
@@ -404,19 +400,19 @@ describe('login CSRF', () => {
 
   it('refuses the sign-in page form posted from another origin, setting no session', async () => {
     const page = await ctx.app.handle(new Request('http://localhost/login'))
-    const csrf = setCookie(page, 'gatehouse_login_csrf').value
+    const csrf = setCookie(page, NAMES.loginCsrf).value
     const response = await ctx.app.handle(
       new Request('http://localhost/login', {
         method: 'POST',
         headers: {
           'content-type': 'application/x-www-form-urlencoded',
-          cookie: `gatehouse_login_csrf=${csrf}`,
+          cookie: `${NAMES.loginCsrf}=${csrf}`,
           origin: 'https://evil.example',
         },
         body: new URLSearchParams({ ...credentials, csrf_token: csrf }).toString(),
       }),
     )
     expect(response.status).toBe(403)
-    expect(response.headers.getSetCookie().some((line) => line.startsWith('gatehouse_session='))).toBe(false)
+    expect(response.headers.getSetCookie().some((line) => line.startsWith(`${NAMES.session}=`))).toBe(false)
   })
 })

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
+import { cookieNamesFor } from '../../src/auth/cookies.ts'
 import { safeReturnTo } from '../../src/http/return-to.ts'
 import { OFF_SITE_PATHS } from '../fixtures/http.ts'
 import { bootstrapOwner, OWNER, setup, type TestContext } from '../setup.ts'
@@ -86,7 +87,7 @@ describe('the sign-in page never redirects off-site', () => {
     it(`sends a signed-in user given next=${JSON.stringify(value)} nowhere but this server`, async () => {
       const response = await ctx.app.handle(
         new Request(`http://localhost/login?next=${encodeURIComponent(value)}`, {
-          headers: { cookie: `gatehouse_session=${session}` },
+          headers: { cookie: `${cookieNamesFor(ctx.config.publicUrl).session}=${session}` },
         }),
       )
       const location = response.headers.get('location')
@@ -97,14 +98,16 @@ describe('the sign-in page never redirects off-site', () => {
 
   it('redirects after a form sign-in only to a local path, even when next was tampered with', async () => {
     const page = await ctx.app.handle(new Request('http://localhost/login'))
-    const csrfCookie = page.headers.getSetCookie().find((line) => line.startsWith('gatehouse_login_csrf='))!
+    const csrfCookie = page.headers
+      .getSetCookie()
+      .find((line) => line.startsWith(`${cookieNamesFor(ctx.config.publicUrl).loginCsrf}=`))!
     const csrf = csrfCookie.split(';')[0].split('=')[1]
     const response = await ctx.app.handle(
       new Request('http://localhost/login', {
         method: 'POST',
         headers: {
           'content-type': 'application/x-www-form-urlencoded',
-          cookie: `gatehouse_login_csrf=${csrf}`,
+          cookie: `${cookieNamesFor(ctx.config.publicUrl).loginCsrf}=${csrf}`,
           origin: 'http://localhost',
         },
         body: new URLSearchParams({

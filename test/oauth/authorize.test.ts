@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'bun:test'
+import { cookieNamesFor } from '../../src/auth/cookies.ts'
 import { bootstrapOwner, createUserAndLogin, OWNER, setup, type TestContext } from '../setup.ts'
 import { authorizeUrl, authorizeWithBearer, createPkce, type Pkce, REDIRECT_URI, registerClient } from './helpers.ts'
 import { authorizeParams, exchangeCode, getAuthorize, hiddenFieldsOf, ISSUER, sessionCookie } from './support-flow.ts'
@@ -240,7 +241,9 @@ describe('authorization endpoint', () => {
 
       const loginPage = await ctx.app.handle(new Request(loginUrl))
       expect(loginPage.status).toBe(200)
-      const csrfCookie = loginPage.headers.getSetCookie().find((line) => line.startsWith('gatehouse_login_csrf='))!
+      const csrfCookie = loginPage.headers
+        .getSetCookie()
+        .find((line) => line.startsWith(`${cookieNamesFor(ctx.config.publicUrl).loginCsrf}=`))!
       const fields = hiddenFieldsOf(await loginPage.text())
       expect(fields.next).toBe(loginUrl.searchParams.get('next')!)
 
@@ -255,7 +258,7 @@ describe('authorization endpoint', () => {
       expect(signedIn.headers.get('location')).toBe(fields.next)
       const session = signedIn.headers
         .getSetCookie()
-        .find((line) => line.startsWith('gatehouse_session='))!
+        .find((line) => line.startsWith(`${cookieNamesFor(ctx.config.publicUrl).session}=`))!
         .split(';')[0]
 
       const back = await ctx.app.handle(new Request(`http://localhost${fields.next}`, { headers: { cookie: session } }))

@@ -162,13 +162,25 @@ describe('client ID metadata documents', () => {
     expect(page).toContain('not JSON')
   })
 
-  it('remembers a failure for a while instead of fetching the document again on every request', async () => {
+  it('signs in on the next attempt once a document that answered 404 answers 200', async () => {
     const doc = documentUrl()
-    await expectErrorPage(await getAuthorize(ctx, authorizeParams(doc.url, createPkce()), bearer()))
-    doc.serve(() => Response.json(clientDocument(doc.url)))
     const page = await expectErrorPage(await getAuthorize(ctx, authorizeParams(doc.url, createPkce()), bearer()))
-    expect(page).toContain('answered 404')
-    expect(doc.hits()).toBe(1)
+    expect(page).toContain('could not be fetched: answered 404, not 200')
+    doc.serve(() => Response.json(clientDocument(doc.url)))
+    const consent = await getAuthorize(ctx, authorizeParams(doc.url, createPkce()), bearer())
+    expect(consent.status).toBe(200)
+    expect(await consent.text()).toContain('Document Client')
+    expect(doc.hits()).toBe(2)
+  })
+
+  it('names the status of a bot wall and asks again on the next attempt', async () => {
+    const doc = documentUrl()
+    doc.serve(() => new Response('<html>are you human?</html>', { status: 403 }))
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const page = await expectErrorPage(await getAuthorize(ctx, authorizeParams(doc.url, createPkce()), bearer()))
+      expect(page).toContain('answered 403, not 200')
+      expect(doc.hits()).toBe(attempt)
+    }
   })
 
   it('fetches a no-store document every time and reuses a max-age one', async () => {
@@ -387,11 +399,21 @@ describe('the metadata document cache over time', () => {
     expect(doc.hits()).toBe(2)
   })
 
-  it('tries a failed document again after a minute', async () => {
+  it('fetches a failed document again at once, however soon', async () => {
     const doc = documentUrl()
     await expect(resolver.resolveClient(doc.url)).rejects.toThrow('answered 404')
     doc.serve(() => Response.json(clientDocument(doc.url)))
-    clock += 59_000
+    clock += 1_000
+    expect((await resolver.resolveClient(doc.url)).name).toBe('Document Client')
+    expect(doc.hits()).toBe(2)
+  })
+
+  it('keeps an error answer only as long as its own max-age says', async () => {
+    const doc = documentUrl()
+    doc.serve(() => new Response('gone', { status: 404, headers: { 'cache-control': 'public, max-age=30' } }))
+    await expect(resolver.resolveClient(doc.url)).rejects.toThrow('answered 404')
+    doc.serve(() => Response.json(clientDocument(doc.url)))
+    clock += 29_000
     await expect(resolver.resolveClient(doc.url)).rejects.toThrow('answered 404')
     expect(doc.hits()).toBe(1)
     clock += 2_000

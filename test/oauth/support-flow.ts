@@ -1,4 +1,6 @@
 import type { TestContext } from '../setup.ts'
+import { cookieNamesFor } from '../../src/auth/cookies.ts'
+import { testConfig } from '../../src/config.ts'
 import { authorizeUrl, authorizeWithBearer, createPkce, REDIRECT_URI, tokenRequest, type Pkce } from './helpers.ts'
 
 export const ISSUER = 'http://localhost:3000'
@@ -123,7 +125,7 @@ function decodeHtml(value: string): string {
     .replaceAll('&amp;', '&')
 }
 
-/** The Cookie header for a signed-in browser. */
-export function sessionCookie(sessionToken: string): Record<string, string> {
-  return { cookie: `gatehouse_session=${sessionToken}` }
+/** The Cookie header for a browser signed in to a Gatehouse at `publicUrl` (the tests' default). */
+export function sessionCookie(sessionToken: string, publicUrl = testConfig().publicUrl): Record<string, string> {
+  return { cookie: `${cookieNamesFor(publicUrl).session}=${sessionToken}` }
 }

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
+import { escapeHtml } from '../../src/pages/html.ts'
 import { setup, type TestContext } from '../setup.ts'
 
 describe('OpenAPI document', () => {
@@ -58,10 +59,19 @@ describe('OpenAPI document', () => {
     expect(spec.info.title).toBe('Gatehouse API')
   })
 
-  it('serves an HTML reference page at /openapi', async () => {
+  it('serves the reference at /openapi as a page of its own, with no script and nothing from elsewhere', async () => {
     const response = await ctx.app.handle(new Request('http://localhost/openapi'))
     expect(response.status).toBe(200)
     expect(response.headers.get('content-type')).toStartWith('text/html')
-    expect(await response.text()).toContain('<title>Gatehouse API</title>')
+    expect(response.headers.get('x-frame-options')).toBe('DENY')
+    const html = await response.text()
+    expect(html).toContain('<title>API reference · Gatehouse</title>')
+    expect(html).toContain('<h1>Gatehouse API <span class="muted">0.1.0</span></h1>')
+    expect(html).toContain('<a href="/openapi/json">/openapi/json</a>')
+    expect(html).not.toContain('<script')
+    expect(html).not.toMatch(/(src|href)="(https?:)?\/\//)
+    for (const operations of Object.values(spec.paths))
+      for (const operation of Object.values(operations) as { summary?: string }[])
+        if (operation.summary) expect(html).toContain(escapeHtml(operation.summary))
   })
 })

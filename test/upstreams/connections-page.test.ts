@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'bun:test'
 import { csrfTokenFor } from '../../src/auth/auth.service.ts'
+import { cookieNamesFor } from '../../src/auth/cookies.ts'
 import { nowSeconds } from '../../src/db/index.ts'
 import { storeConnection } from '../../src/upstreams/upstream-tokens.ts'
 import { findUserToken } from '../../src/upstreams/user-token.repository.ts'
@@ -30,7 +31,9 @@ describe('the connections page', () => {
     await ctx.close()
   })
 
-  const session = (token: string, name = 'gatehouse_session') => ({ cookie: `${name}=${token}` })
+  const session = (token: string, name = cookieNamesFor(ctx.config.publicUrl).session) => ({
+    cookie: `${name}=${token}`,
+  })
 
   async function get(path: string, token?: string, cookieName?: string): Promise<Response> {
     return ctx.app.handle(new Request(`http://localhost${path}`, { headers: token ? session(token, cookieName) : {} }))
@@ -64,7 +67,7 @@ describe('the connections page', () => {
     return response.json()
   }
 
-  async function connectOwner(serverId: string, expiresIn = 3600): Promise<void> {
+  async function connectOwner(serverId: string, expiresIn = 3600, refresh = true): Promise<void> {
     await storeConnection(
       ctx.deps,
       { serverId, userId: owner.id },
@@ -72,7 +75,7 @@ describe('the connections page', () => {
         access_token: 'upstream-access',
         token_type: 'Bearer',
         expires_in: expiresIn,
-        refresh_token: 'upstream-refresh',
+        ...(refresh ? { refresh_token: 'upstream-refresh' } : {}),
       },
       'read',
     )
@@ -129,7 +132,7 @@ describe('the connections page', () => {
       const stale = await createServer('github', MANUAL_OAUTH)
       const fresh = await createServer('sentry', MANUAL_OAUTH)
       await createServer('docs', { auth_type: 'none' })
-      await connectOwner(connected.id, 3 * 86_400 + 600)
+      await connectOwner(connected.id)
       await connectOwner(stale.id)
       await ctx.db
         .updateTable('mcp_server_user_tokens')
@@ -141,17 +144,18 @@ describe('the connections page', () => {
       const html = await (await get('/connections', owner.token)).text()
 
       const linear = itemOf(html, 'linear')
-      expect(linear).toMatch(/Connected · <time datetime="[^"]+"[^>]*>expires in 3 days<\/time>/)
+      expect(linear).toContain('<p class="status connected">Connected · renews automatically</p>')
+      expect(linear).not.toContain('expires')
       expect(linear).toContain(`action="/connections/${connected.id}/disconnect"`)
       expect(linear).not.toContain('>Connect<')
 
       const github = itemOf(html, 'github')
-      expect(github).toContain('Needs reconnect')
+      expect(github).toContain('<p class="status needs_reauth">Needs reconnecting</p>')
       expect(github).toContain('>Reconnect</a>')
       expect(github).toContain('>Disconnect</button>')
 
       const sentry = itemOf(html, 'sentry')
-      expect(sentry).toContain('Not connected')
+      expect(sentry).toContain('<p class="status not_connected">Not connected</p>')
       expect(sentry).toContain(
         `href="/api/v1/mcp/servers/${fresh.id}/oauth2/connect?return_to=%2Fconnections" data-popup="/api/v1/mcp/servers/${fresh.id}/oauth2/connect">Connect</a>`,
       )
@@ -161,6 +165,21 @@ describe('the connections page', () => {
       expect(docs).toContain('No sign-in needed')
       expect(docs).not.toContain('Connect')
       expect(docs).not.toContain('Disconnect')
+    })
+
+    it('says a connection renews automatically once its access token has expired, while a refresh token is held', async () => {
+      const server = await createServer('linear', MANUAL_OAUTH)
+      await connectOwner(server.id, -60)
+      const linear = itemOf(await (await get('/connections', owner.token)).text(), 'linear')
+      expect(linear).toContain('Connected · renews automatically')
+    })
+
+    it('says when a connection without a refresh token will need reconnecting', async () => {
+      const server = await createServer('notion', MANUAL_OAUTH)
+      await connectOwner(server.id, 3 * 86_400 + 600, false)
+      const notion = itemOf(await (await get('/connections', owner.token)).text(), 'notion')
+      expect(notion).toMatch(/Connected · needs reconnecting <time datetime="[^"]+"[^>]*>in 3 days<\/time>/)
+      expect(notion).not.toContain('renews')
     })
 
     it('leaves out disabled servers, even for an admin who can see them elsewhere', async () => {

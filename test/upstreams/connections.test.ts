@@ -294,7 +294,9 @@ describe('connecting through oidc-provider', () => {
 
     const refused = await callback(alice, back)
     expect(refused.status).toBe(400)
-    expect(refused.body.message).toBe('The callback names another authorization server (iss) than this server uses')
+    expect(refused.body.message).toBe(
+      'Upstream was not connected: the answer names another authorization server (iss) than the one it uses',
+    )
     expect(as.requests.filter(({ url }) => url.pathname === '/token')).toEqual([])
     expect(await tokenRow(server.id, alice.id)).toBeUndefined()
   })
@@ -308,7 +310,9 @@ describe('connecting through oidc-provider', () => {
 
     const refused = await callback(alice, back)
     expect(refused.status).toBe(400)
-    expect(refused.body.message).toBe('The callback names another authorization server (iss) than this server uses')
+    expect(refused.body.message).toBe(
+      'Upstream was not connected: the answer names another authorization server (iss) than the one it uses',
+    )
     expect(await tokenRow(server.id, alice.id)).toBeUndefined()
   })
 
@@ -404,7 +408,9 @@ describe('the connect and callback routes', () => {
     back.searchParams.set('state', 'not-the-state-we-issued')
     const refused = await callback(alice, back)
     expect(refused.status).toBe(400)
-    expect(refused.body.message).toBe('This sign-in link is unknown or was already used; start connecting again')
+    expect(refused.body.message).toBe(
+      'Upstream was not connected: this sign-in was already used, or was not started from this Gatehouse',
+    )
     expect(as.tokenRequests).toEqual([])
     expect(await tokenRow(server.id, alice.id)).toBeUndefined()
   })
@@ -417,7 +423,9 @@ describe('the connect and callback routes', () => {
 
     const replayed = await callback(alice, back)
     expect(replayed.status).toBe(400)
-    expect(replayed.body.message).toBe('This sign-in link is unknown or was already used; start connecting again')
+    expect(replayed.body.message).toBe(
+      'Upstream was not connected: this sign-in was already used, or was not started from this Gatehouse',
+    )
     expect(as.tokenRequestsOf('authorization_code')).toHaveLength(1)
     expect(await tokenRow(server.id, alice.id)).toEqual(stored)
   })
@@ -431,7 +439,7 @@ describe('the connect and callback routes', () => {
       .execute()
     const refused = await callback(alice, back)
     expect(refused.status).toBe(400)
-    expect(refused.body.message).toBe('This sign-in took too long; start connecting again')
+    expect(refused.body.message).toBe('Upstream was not connected: the sign-in took longer than 10 minutes')
     expect(as.tokenRequests).toEqual([])
     expect(await tokenRow(server.id, alice.id)).toBeUndefined()
   })
@@ -442,7 +450,7 @@ describe('the connect and callback routes', () => {
     const refused = await callback(bob, back)
     expect(refused.status).toBe(400)
     expect(refused.body.message).toBe(
-      'This sign-in was started by another user or for another server; start connecting again',
+      'Upstream was not connected: this sign-in was started by another Gatehouse user, not by bob',
     )
     expect(as.tokenRequests).toEqual([])
     expect(await tokenRow(server.id, bob.id)).toBeUndefined()
@@ -466,7 +474,7 @@ describe('the connect and callback routes', () => {
     back.searchParams.delete('code')
     const refused = await callback(alice, back)
     expect(refused.status).toBe(400)
-    expect(refused.body.message).toBe('The callback has no authorization code')
+    expect(refused.body.message).toBe('Upstream was not connected: its sign-in page sent no authorization code back')
     expect(as.tokenRequests).toEqual([])
     expect(await tokenRow(server.id, alice.id)).toBeUndefined()
   })
@@ -492,8 +500,10 @@ describe('the connect and callback routes', () => {
 
     const json = await declined('application/json')
     expect(json.status).toBe(400)
-    expect(json.body).toMatchObject({
-      message: 'The authorization server refused: access_denied (The user declined <script>alert(1)</script>)',
+    expect(json.body).toEqual({
+      message: 'Upstream was not connected: access was denied at its sign-in page',
+      detail:
+        'Its authorization server answered access_denied: The user declined <script>alert(1)</script>. Connect again and allow access to use its tools.',
     })
     expect(await tokenRow(server.id, alice.id)).toBeUndefined()
     expect(await statesLeft()).toBe(0)
@@ -504,7 +514,9 @@ describe('the connect and callback routes', () => {
     as.tokenEndpoint.failWith = 500
     const refused = await callback(alice, await authorize(as, alice, server.id))
     expect(refused.status).toBe(502)
-    expect(refused.body.message).toBe("Upstream's authorization server did not issue tokens for this sign-in")
+    expect(refused.body.message).toBe(
+      'Upstream was not connected: its authorization server did not issue tokens for this sign-in',
+    )
     expect(refused.text).not.toContain(UPSTREAM_ERROR_MARKER)
     expect(refused.text).not.toContain('server_error')
 

@@ -351,12 +351,18 @@ describe('a user_oidc server in the API and over MCP', () => {
     expect(mine.connection).toEqual({
       status: 'connected',
       expires_at: new Date(link.expires_at! * 1000).toISOString(),
+      renews_automatically: true,
       scopes: [],
     })
 
     const theirs = (await listServers(ownerToken)).find((entry) => entry.id === row.id)!
     expect(theirs.auth_connected).toBe(true)
-    expect(theirs.connection).toEqual({ status: 'not_connected', expires_at: null, scopes: [] })
+    expect(theirs.connection).toEqual({
+      status: 'not_connected',
+      expires_at: null,
+      renews_automatically: false,
+      scopes: [],
+    })
   })
 
   it('is still connected after expiry while a refresh token can renew it, and not_connected when none can', async () => {
