@@ -92,6 +92,7 @@ async function createAdminCommand(config: Config, args: string[]) {
     process.stdout.write(`created ${user.role} ${user.username} <${user.email}>\n`)
     if (generated) process.stdout.write(`password: ${password}\n`)
   } finally {
+    await deps.events.close()
     await deps.db.destroy()
   }
 }

@@ -7,6 +7,9 @@ import type { Logger } from './ops/logger.ts'
 import type { HttpMetrics } from './ops/metrics.ts'
 import type { Keyring } from './secrets/keyring.ts'
 import type { LoginProvider, ProviderId } from './auth/identity-providers.ts'
+import type { PrincipalCache } from './auth/principal-cache.ts'
+import type { EventBus } from './events/bus.ts'
+import type { UsableServerCache } from './upstreams/usable-server-cache.ts'
 
 /** Everything a module needs, passed in explicitly; nothing reaches for globals. */
 export interface AppDeps {
@@ -23,6 +26,12 @@ export interface AppDeps {
   outboundFetch: OutboundFetch
   /** The process's budget of outbound requests and long-lived upstream streams (one per process). */
   outboundCapacity: OutboundCapacity
+  /** The change feed: services publish what they changed, caches subscribe (src/events/bus.ts). */
+  events: EventBus
+  /** Resolved credentials, for the hot paths; emptied by the change feed. */
+  principalCache: PrincipalCache
+  /** Which server a slug names for a user; emptied by the change feed. */
+  usableServers: UsableServerCache
   /** What `/login/{provider}` signs in with; each caches its discovered metadata and keys. */
   identityProviders: Map<ProviderId, LoginProvider>
 }

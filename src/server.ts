@@ -13,6 +13,9 @@ import { closePassthrough, passthroughOf, passthroughSlugOf } from './passthroug
 import { jsonError } from './http/errors.ts'
 import { createOutboundFetch, outboundPolicyOf } from './http/outbound.ts'
 import { outboundCapacityOf } from './http/outbound-capacity.ts'
+import { PrincipalCache } from './auth/principal-cache.ts'
+import { openEventBus } from './events/open.ts'
+import { UsableServerCache } from './upstreams/usable-server-cache.ts'
 import type { Logger } from './ops/logger.ts'
 import { startMaintenance } from './ops/maintenance.ts'
 import { HttpMetrics } from './ops/metrics.ts'
@@ -51,6 +54,13 @@ export async function prepare(config: Config, logger: Logger): Promise<AppDeps &
     if (applied.length > 0) logger.info('applied migrations', { migrations: applied })
     await verifySealedColumns(store.db, keyring)
     const outboundCapacity = outboundCapacityOf(config)
+    const events = await openEventBus(store, config.databaseUrl, logger)
+    const principalCache = new PrincipalCache()
+    const usableServers = new UsableServerCache()
+    events.subscribe((event) => {
+      principalCache.hear(event)
+      usableServers.hear(event)
+    })
     return {
       store,
       db: store.db,
@@ -61,6 +71,9 @@ export async function prepare(config: Config, logger: Logger): Promise<AppDeps &
       metrics: new HttpMetrics(),
       outboundFetch: createOutboundFetch(outboundPolicyOf(config), {}, outboundCapacity),
       outboundCapacity,
+      events,
+      principalCache,
+      usableServers,
       identityProviders: configuredProviders(config),
     }
   } catch (error) {
@@ -189,6 +202,7 @@ export async function startGatehouse(config: Config, logger: Logger): Promise<Ga
       clearTimeout(timeout)
       await closeAggregator(deps)
       await closePassthrough(deps)
+      await deps.events.close()
       await deps.db.destroy()
     })())
   return { server, deps, shutdown }

@@ -56,6 +56,7 @@ export async function setup(overrides: Partial<Config> = {}, logger: Logger = si
     async close() {
       await closeAggregator(deps)
       await closePassthrough(deps)
+      await deps.events.close()
       await deps.db.destroy()
       await database.drop()
     },

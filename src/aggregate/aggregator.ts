@@ -20,7 +20,6 @@ import type { AppDeps } from '../deps.ts'
 import { createOutboundFetch, outboundPolicyOf } from '../http/outbound.ts'
 import { connectLinkOf } from '../upstreams/connections-page.ts'
 import { type AggregatedServer, aggregatedServers } from '../upstreams/upstream.service.ts'
-import { usableServerCache } from '../upstreams/usable-server-cache.ts'
 import { type FetchedList, ListCache, type ListKind } from './list-cache.ts'
 import {
   connectToolName,
@@ -110,15 +109,17 @@ export class Aggregator {
       requestTimeoutMs: config.upstreamTimeoutSeconds * 1000,
       onListChanged: (key) => this.listChanged(key),
     })
-    this.unsubscribe = usableServerCache.onInvalidate((change) => {
+    this.unsubscribe = deps.events.subscribe((event) => {
+      if (event.kind === 'credentials_revoked') return
       this.generation++
       this.views.clear()
       this.serverSets.clear()
       // A server's edit concerns every connection to it; a user's (re)connection, theirs only.
-      if (change.serverId) {
-        const server = `${change.serverId}@`
+      if (event.kind === 'server_changed' || event.kind === 'connection_changed') {
+        const server = `${event.serverId}@`
+        const userId = event.kind === 'connection_changed' ? event.userId : undefined
         const concerned = (key: string) =>
-          key.startsWith(server) && (change.userId === undefined || key.endsWith(`/${change.userId}`))
+          key.startsWith(server) && (userId === undefined || key.endsWith(`/${userId}`))
         this.lists.invalidate(concerned)
         this.pool.dropWhere(concerned)
       }

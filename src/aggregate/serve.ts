@@ -164,7 +164,10 @@ async function callRoute(
   if (route.kind === 'unavailable')
     return {
       content: [
-        { type: 'text' as const, text: `${server.display_name} (${server.slug}) is unavailable: ${route.reason}` },
+        {
+          type: 'text' as const,
+          text: `${name} cannot be called: ${server.display_name} (${server.slug}) is unavailable: ${route.reason}`,
+        },
       ],
       isError: true,
     }

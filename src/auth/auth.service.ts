@@ -17,7 +17,8 @@ import {
   reserveLoginAttempt,
 } from './login-throttle.repository.ts'
 import { deleteSession, findSessionUser, insertSession, touchSession } from './session.repository.ts'
-import { principalCache } from './principal-cache.ts'
+import type { EventBus } from '../events/bus.ts'
+import type { PrincipalCache } from './principal-cache.ts'
 import { generateToken, hashToken, tokenKindOf } from './token.ts'
 
 export const CSRF_HEADER = 'x-csrf-token'
@@ -79,10 +80,15 @@ export async function authenticateToken(deps: AuthDeps, token: string): Promise<
 }
 
 /**
- * `authenticateToken` through the process-wide principal cache: a hash and a map lookup when
- * warm. Revocations in this process clear the cache at once; other processes' within its TTL.
+ * `authenticateToken` through the app's principal cache: a hash and a map lookup when warm.
+ * Revocations clear the cache through the change feed, on every replica it reaches; elsewhere
+ * within its TTL.
  */
-export async function authenticateTokenCached(deps: AuthDeps, token: string): Promise<Principal | undefined> {
+export async function authenticateTokenCached(
+  deps: AuthDeps & { principalCache: PrincipalCache },
+  token: string,
+): Promise<Principal | undefined> {
+  const { principalCache } = deps
   const tokenHash = hashToken(token)
   const cached = principalCache.get(tokenHash)
   if (cached) return cached
@@ -201,6 +207,8 @@ export async function startSession(
   return { sessionToken, csrfToken: csrfTokenFor(sessionToken), expiresAt, user: seen ?? user }
 }
 
-export async function logout(db: Kysely<Database>, principal: Principal): Promise<void> {
-  if (principal.via === 'session') await deleteSession(db, principal.credentialId)
+export async function logout(deps: { db: Kysely<Database>; events: EventBus }, principal: Principal): Promise<void> {
+  if (principal.via !== 'session') return
+  await deleteSession(deps.db, principal.credentialId)
+  deps.events.publish({ kind: 'credentials_revoked' })
 }

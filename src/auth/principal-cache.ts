@@ -1,3 +1,4 @@
+import type { ChangeEvent } from '../events/bus.ts'
 import type { Principal } from './auth.service.ts'
 
 interface Entry {
@@ -7,10 +8,11 @@ interface Entry {
 }
 
 /**
- * A short-lived, process-wide cache of resolved tokens for hot paths (the MCP endpoint). Any
- * revocation in this process (a token, session, grant or client deleted, a user suspended or
- * demoted) calls `invalidate()`, which drops every entry at once; other processes see the change
- * when their entries expire, within `ttlMs`. Keys are token hashes, never tokens.
+ * A short-lived cache of resolved tokens for hot paths (the MCP endpoint), one per app. Any
+ * revocation (a token, session, grant or client deleted, a user suspended, demoted or moved
+ * between organizations) reaches it through the change feed (`hear`), which drops every entry at
+ * once, on every replica the feed reaches; a replica it does not reach sees the change when its
+ * entries expire, within `ttlMs`. Keys are token hashes, never tokens.
  *
  * Revocations often run inside a transaction, so the cache is cleared before the change commits.
  * A lookup in between would read the old row; to keep it from being cached, nothing is cached
@@ -59,11 +61,14 @@ export class PrincipalCache {
     })
   }
 
+  /** What the change feed says: anything that can end or narrow a credential drops them all. */
+  hear(event: ChangeEvent): void {
+    if (event.kind === 'credentials_revoked' || event.kind === 'access_changed') this.invalidate()
+  }
+
   invalidate(now = Date.now()): void {
     this.generation++
     this.quietUntil = now + this.quietMs
     this.entries.clear()
   }
 }
-
-export const principalCache = new PrincipalCache()

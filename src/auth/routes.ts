@@ -63,7 +63,7 @@ export const authModule = (deps: AppDeps) => {
     .post(
       '/logout',
       async ({ principal, cookie, set }) => {
-        await logout(deps.db, principal)
+        await logout(deps, principal)
         clearSessionCookie(cookie, deps.config.publicUrl)
         set.status = 204
       },

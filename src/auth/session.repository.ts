@@ -1,6 +1,5 @@
 import type { Kysely, Transaction } from 'kysely'
 import type { Database, SessionRow, UserRow } from '../db/schema.ts'
-import { principalCache } from './principal-cache.ts'
 
 export async function insertSession(db: Kysely<Database>, row: SessionRow): Promise<void> {
   await db.insertInto('sessions').values(row).execute()
@@ -32,7 +31,6 @@ export async function touchSession(db: Kysely<Database>, tokenHash: string, now:
 
 export async function deleteSession(db: Kysely<Database>, tokenHash: string): Promise<void> {
   await db.deleteFrom('sessions').where('token_hash', '=', tokenHash).execute()
-  principalCache.invalidate()
 }
 
 export async function deleteExpiredSessions(db: Kysely<Database>, now: number): Promise<void> {
@@ -44,5 +42,4 @@ export async function deleteSessionsOfUser(
   userId: string,
 ): Promise<void> {
   await db.deleteFrom('sessions').where('user_id', '=', userId).execute()
-  principalCache.invalidate()
 }

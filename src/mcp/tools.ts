@@ -205,6 +205,7 @@ const revokeAuthorizedApp: GatehouseTool = {
     const clientId = String(args.client_id)
     const revoked = await revokeGrantsOfUserForClient(deps.db, principal.user.id, clientId, nowSeconds())
     if (revoked === 0) return failure(`You have not authorized an app with client_id ${clientId}`)
+    deps.events.publish({ kind: 'credentials_revoked' })
     return result({ revoked: true, client_id: clientId })
   },
 }

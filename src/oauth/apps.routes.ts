@@ -123,6 +123,7 @@ export const appsModule = (deps: AppDeps) =>
       async ({ params, principal, set }) => {
         const app = await findManagedApp(deps, principal, params.id, params.appId)
         await deleteClient(deps.db, app.id)
+        deps.events.publish({ kind: 'credentials_revoked' })
         set.status = 204
       },
       {
@@ -197,6 +198,7 @@ export const appsModule = (deps: AppDeps) =>
         const app = await findManagedApp(deps, principal, params.id, params.appId)
         if ((await revokeGrantsOfUserForClient(deps.db, params.userId, app.id, nowSeconds())) === 0)
           throw new ApiError(404, 'This user has not authorized the app')
+        deps.events.publish({ kind: 'credentials_revoked' })
         set.status = 204
       },
       {
@@ -225,6 +227,7 @@ export const appsModule = (deps: AppDeps) =>
       async ({ params, principal, set }) => {
         if ((await revokeGrantsOfUserForClient(deps.db, principal.user.id, params.clientId, nowSeconds())) === 0)
           throw new ApiError(404, 'You have not authorized this app')
+        deps.events.publish({ kind: 'credentials_revoked' })
         set.status = 204
       },
       {

@@ -1,5 +1,4 @@
 import type { Kysely, Transaction } from 'kysely'
-import { principalCache } from '../auth/principal-cache.ts'
 import type { Database, OAuthClientRow, OAuthClientSecretRow } from '../db/schema.ts'
 
 type Db = Kysely<Database> | Transaction<Database>
@@ -54,7 +53,6 @@ export async function updateClient(
 
 export async function deleteClient(db: Db, id: string): Promise<boolean> {
   const result = await db.deleteFrom('oauth_clients').where('id', '=', id).executeTakeFirst()
-  principalCache.invalidate()
   return result.numDeletedRows > 0n
 }
 

@@ -1,6 +1,5 @@
 import type { Kysely, Transaction } from 'kysely'
 import { formatScope, parseScope } from './scope.ts'
-import { principalCache } from '../auth/principal-cache.ts'
 import type {
   Database,
   OAuthAccessTokenRow,
@@ -62,7 +61,6 @@ export async function revokeGrant(db: Db, id: string, now: number): Promise<void
     .execute()
   await db.deleteFrom('oauth_access_tokens').where('grant_id', '=', id).execute()
   await db.deleteFrom('oauth_refresh_tokens').where('grant_id', '=', id).execute()
-  principalCache.invalidate()
 }
 
 export async function insertAccessToken(db: Db, row: OAuthAccessTokenRow): Promise<void> {
@@ -92,7 +90,6 @@ export async function claimRefreshToken(db: Db, tokenHash: string, now: number):
 
 export async function deleteAccessTokensOfGrant(db: Db, grantId: string): Promise<void> {
   await db.deleteFrom('oauth_access_tokens').where('grant_id', '=', grantId).execute()
-  principalCache.invalidate()
 }
 
 /** The refresh tokens issued for `parentHash`: its successors in the grant's lineage. */
@@ -173,7 +170,6 @@ export async function findAccessToken(db: Db, tokenHash: string): Promise<OAuthA
 
 export async function deleteAccessToken(db: Db, tokenHash: string): Promise<void> {
   await db.deleteFrom('oauth_access_tokens').where('token_hash', '=', tokenHash).execute()
-  principalCache.invalidate()
 }
 
 export interface GrantSummaryRow {

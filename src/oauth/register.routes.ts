@@ -150,6 +150,7 @@ export const registerRoutes = (deps: AppDeps) => {
         handleOAuth(async () => {
           const client = await clientOfRegistrationToken(deps, headers.authorization, params.clientId)
           await deleteClient(deps.db, client.id)
+          deps.events.publish({ kind: 'credentials_revoked' })
           return withHeaders(new Response(null, { status: 204 }), { ...CORS_HEADERS, 'cache-control': 'no-store' })
         }, true),
       { detail: { summary: 'Delete a registration and everything it was granted (RFC 7592)', security: [] } },

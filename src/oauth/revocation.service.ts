@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely'
+import type { EventBus } from '../events/bus.ts'
 import { hashToken } from '../auth/token.ts'
 import type { Config } from '../config.ts'
 import { nowSeconds } from '../db/index.ts'
@@ -11,17 +12,24 @@ import { deleteAccessToken, findAccessToken, findGrant, findRefreshToken, revoke
  * grant ends). Tokens of other clients and unknown tokens are ignored: the answer is the same 200
  * either way, so the endpoint cannot be used to probe for tokens.
  */
-export async function revokeToken(db: Kysely<Database>, client: OAuthClientRow, token: string): Promise<void> {
+export async function revokeToken(
+  { db, events }: { db: Kysely<Database>; events: EventBus },
+  client: OAuthClientRow,
+  token: string,
+): Promise<void> {
   const tokenHash = hashToken(token)
   const access = await findAccessToken(db, tokenHash)
   if (access) {
-    if (access.client_id === client.id) await deleteAccessToken(db, tokenHash)
+    if (access.client_id !== client.id) return
+    await deleteAccessToken(db, tokenHash)
+    events.publish({ kind: 'credentials_revoked' })
     return
   }
   const refresh = await findRefreshToken(db, tokenHash)
   const grant = refresh ? await findGrant(db, refresh.grant_id) : undefined
-  if (grant && grant.client_id === client.id)
-    await db.transaction().execute((trx) => revokeGrant(trx, grant.id, nowSeconds()))
+  if (!grant || grant.client_id !== client.id) return
+  await db.transaction().execute((trx) => revokeGrant(trx, grant.id, nowSeconds()))
+  events.publish({ kind: 'credentials_revoked' })
 }
 
 /**

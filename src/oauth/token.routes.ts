@@ -35,7 +35,7 @@ export const tokenRoutes = (deps: AppDeps) =>
           const form = formOf(body)
           const client = await authenticateClient(deps.db, form, headers.authorization)
           if (!form.token) throw new OAuthError('invalid_request', 'token is required')
-          await revokeToken(deps.db, client, form.token)
+          await revokeToken(deps, client, form.token)
           return oauthJson({}, { cors: true })
         }, true),
       { detail: { summary: 'Revoke an access or refresh token (RFC 7009); always 200', security: [] } },

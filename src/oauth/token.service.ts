@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely'
+import type { EventBus } from '../events/bus.ts'
 import { generateToken, hashToken } from '../auth/token.ts'
 import { nowSeconds } from '../db/index.ts'
 import type { Database, OAuthClientRow, OAuthGrantRow } from '../db/schema.ts'
@@ -29,6 +30,8 @@ import { formatScope, narrowScopes, parseScope } from './scope.ts'
 export interface TokenDeps {
   db: Kysely<Database>
   config: Config
+  /** Told when a replayed code or refresh token revokes what it issued. */
+  events: EventBus
 }
 
 export interface TokenResponse {
@@ -104,6 +107,12 @@ async function issueTokens(
  * a second redemption, even a concurrent one on another process, revokes what the first issued
  * (OAuth 2.1 §4.1.3).
  */
+/** Revokes a grant (its tokens stop working) and tells every cache that resolved them. */
+async function revokeGrantAndTell(deps: TokenDeps, grantId: string, now: number): Promise<void> {
+  await deps.db.transaction().execute((trx) => revokeGrant(trx, grantId, now))
+  deps.events.publish({ kind: 'credentials_revoked' })
+}
+
 export async function exchangeAuthorizationCode(
   deps: TokenDeps,
   client: OAuthClientRow,
@@ -123,7 +132,7 @@ export async function exchangeAuthorizationCode(
   const code = await findAuthorizationCode(db, codeHash)
   if (!code || code.client_id !== client.id) throw new OAuthError('invalid_grant', 'the authorization code is invalid')
   if (code.used_at !== null) {
-    if (code.grant_id) await db.transaction().execute((trx) => revokeGrant(trx, code.grant_id!, now))
+    if (code.grant_id) await revokeGrantAndTell(deps, code.grant_id, now)
     throw new OAuthError('invalid_grant', 'the authorization code was already used; the tokens it issued are revoked')
   }
   if (code.expires_at <= now) throw new OAuthError('invalid_grant', 'the authorization code has expired')
@@ -160,7 +169,7 @@ export async function exchangeAuthorizationCode(
     if (error !== lostRace) throw error
     // Lost a race with another redemption of the same code: that one is a replay too.
     const used = await findAuthorizationCode(db, codeHash)
-    if (used?.grant_id) await db.transaction().execute((trx) => revokeGrant(trx, used.grant_id!, now))
+    if (used?.grant_id) await revokeGrantAndTell(deps, used.grant_id, now)
     throw new OAuthError('invalid_grant', 'the authorization code was already used; the tokens it issued are revoked')
   }
 }
@@ -219,6 +228,7 @@ export async function refreshTokens(deps: TokenDeps, client: OAuthClientRow, for
   if (form.resource !== undefined && resolveResource(config.publicUrl, form.resource) !== grant.resource)
     throw new OAuthError('invalid_target', 'resource does not match the one authorized')
 
+  let revokedAccessTokens = false
   return db
     .transaction()
     .execute(async (trx) => {
@@ -228,15 +238,18 @@ export async function refreshTokens(deps: TokenDeps, client: OAuthClientRow, for
       if (!(await claimRefreshToken(trx, tokenHash, now))) {
         if (!(await isRetryWithinGrace(trx, grant.id, tokenHash, now, config.refreshGraceSeconds))) {
           await revokeGrant(trx, grant.id, now)
+          revokedAccessTokens = true
           return 'reused' as const
         }
         // The client lost the first answer: the access token it never received goes too.
         await deleteAccessTokensOfGrant(trx, grant.id)
+        revokedAccessTokens = true
       }
       await supersedeUnusedRefreshTokens(trx, grant.id, now)
       return issueTokens(trx, config, locked, client, scopes, now, tokenHash)
     })
     .then((result) => {
+      if (revokedAccessTokens) deps.events.publish({ kind: 'credentials_revoked' })
       if (result === 'reused')
         throw new OAuthError('invalid_grant', 'the refresh token was already used; the grant is revoked')
       return result

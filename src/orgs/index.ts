@@ -142,6 +142,8 @@ export const orgsModule = (deps: AppDeps) =>
         const organization = await findAccessibleOrganization(deps.db, principal, params.id)
         if (organization.is_default === 1) throw new ApiError(409, 'The default organization cannot be deleted')
         await deleteOrganization(deps.db, organization.id)
+        // Its memberships and servers went with it.
+        deps.events.publish({ kind: 'access_changed' })
         set.status = 204
       },
       {
@@ -176,6 +178,7 @@ export const orgsModule = (deps: AppDeps) =>
           role: body.role,
           created_at: existing?.created_at ?? nowSeconds(),
         })
+        deps.events.publish({ kind: 'access_changed', userId: params.userId })
         const member = (await listMembers(deps.db, organization.id)).find((m) => m.user_id === params.userId)
         // Deleted by someone else in between: as if it never existed.
         if (!member) throw new ApiError(404, 'User not found')
@@ -195,6 +198,7 @@ export const orgsModule = (deps: AppDeps) =>
         const organization = await findAccessibleOrganization(deps.db, principal, params.id, 'manage')
         if (!(await deleteMembership(deps.db, organization.id, params.userId)))
           throw new ApiError(404, 'Member not found')
+        deps.events.publish({ kind: 'access_changed', userId: params.userId })
         set.status = 204
       },
       {

@@ -1,7 +1,5 @@
 import type { CompiledQuery, Kysely, Transaction } from 'kysely'
 import type { Database, OrganizationMemberRow, OrganizationRow } from '../db/schema.ts'
-import { principalCache } from '../auth/principal-cache.ts'
-import { usableServerCache } from '../upstreams/usable-server-cache.ts'
 
 type Db = Kysely<Database> | Transaction<Database>
 
@@ -82,8 +80,6 @@ export async function upsertMembership(db: Db, row: OrganizationMemberRow): Prom
     .onConflict((oc) => oc.columns(['organization_id', 'user_id']).doUpdateSet({ role: row.role }))
     .execute()
   // What a signed-in user may see and use follows their organizations.
-  principalCache.invalidate()
-  usableServerCache.invalidate()
 }
 
 export async function deleteMembership(db: Db, organizationId: string, userId: string): Promise<boolean> {
@@ -92,8 +88,6 @@ export async function deleteMembership(db: Db, organizationId: string, userId: s
     .where('organization_id', '=', organizationId)
     .where('user_id', '=', userId)
     .executeTakeFirst()
-  principalCache.invalidate()
-  usableServerCache.invalidate()
   return result.numDeletedRows > 0n
 }
 

@@ -13,7 +13,6 @@ import { resourcesOf } from '../oauth/resource.ts'
 import { upstreamHeaders } from '../upstreams/credentials.ts'
 import { sendWithRefresh, UpstreamTokenError } from '../upstreams/upstream-tokens.ts'
 import { findUsableServerBySlug } from '../upstreams/upstream.service.ts'
-import { usableServerCache } from '../upstreams/usable-server-cache.ts'
 import { screenRequest } from './policy.ts'
 import { forward, forwardedRequestHeaders, relayResponse, UpstreamUnavailable } from './proxy.ts'
 import { BridgeRefused, SseBridge } from './sse-bridge.ts'
@@ -119,8 +118,9 @@ function createPassthrough(deps: AppDeps): Passthrough {
     maxMessageBytes: config.upstreamMaxResponseBytes,
   })
   // A server's edit or removal ends its sessions; a user's disconnection, theirs.
-  const unsubscribe = usableServerCache.onInvalidate((change) => {
-    if (change.serverId) bridge.endSessionsOf(change.serverId, change.userId)
+  const unsubscribe = deps.events.subscribe((event) => {
+    if (event.kind === 'server_changed') bridge.endSessionsOf(event.serverId)
+    else if (event.kind === 'connection_changed') bridge.endSessionsOf(event.serverId, event.userId)
   })
 
   async function handle(request: Request, slug: string): Promise<Response> {
@@ -145,7 +145,7 @@ function createPassthrough(deps: AppDeps): Passthrough {
       return rpcError(403, -32001, 'Insufficient scope: the mcp scope is required', {
         headers: challenge({ error: 'insufficient_scope', scopes: ['mcp'] }),
       })
-    const server = await usableServerCache.get(principal.user.id, slug, () =>
+    const server = await deps.usableServers.get(principal.user.id, slug, () =>
       findUsableServerBySlug(deps, principal, slug),
     )
     if (!server) return rpcError(404, -32000, `There is no MCP server "${slug}" for you here`)

@@ -1,5 +1,4 @@
 import type { Kysely } from 'kysely'
-import { principalCache } from '../auth/principal-cache.ts'
 import type { ApiTokenRow, Database, UserRow } from '../db/schema.ts'
 
 export async function insertApiToken(db: Kysely<Database>, row: ApiTokenRow): Promise<void> {
@@ -12,7 +11,6 @@ export async function listApiTokensOfUser(db: Kysely<Database>, userId: string):
 
 export async function deleteApiTokenOfUser(db: Kysely<Database>, userId: string, id: string): Promise<boolean> {
   const result = await db.deleteFrom('api_tokens').where('id', '=', id).where('user_id', '=', userId).executeTakeFirst()
-  principalCache.invalidate()
   return result.numDeletedRows > 0n
 }
 

@@ -90,6 +90,7 @@ export const tokensModule = (deps: AppDeps) =>
       async ({ params, principal, status, set }) => {
         if (!(await deleteApiTokenOfUser(deps.db, principal.user.id, params.id)))
           return status(404, { message: 'API token not found' })
+        deps.events.publish({ kind: 'credentials_revoked' })
         set.status = 204
       },
       {

@@ -15,7 +15,6 @@ import { callbackUrlOf, findVisibleServer } from './upstream.service.ts'
 import { storeConnection, tokenBinding } from './upstream-tokens.ts'
 import { claimState, insertState } from './oauth-state.repository.ts'
 import { findServerById } from './upstream.repository.ts'
-import { usableServerCache } from './usable-server-cache.ts'
 import { deleteUserToken } from './user-token.repository.ts'
 
 /** An authorization must finish within this long after it started (DESIGN.md: 10 minutes). */
@@ -163,7 +162,7 @@ export async function finishConnect(
   }
   await storeConnection(deps, { serverId: row.id, userId: principal.user.id }, tokens, row.oauth2_scopes)
   deps.logger.info('upstream connected', { server_id: row.id, user_id: principal.user.id })
-  usableServerCache.invalidate({ serverId: row.id, userId: principal.user.id })
+  deps.events.publish({ kind: 'connection_changed', serverId: row.id, userId: principal.user.id })
   return { returnTo: state.return_to ?? undefined, server: row }
 }
 
@@ -174,7 +173,7 @@ export async function finishConnect(
 export async function disconnect(deps: UpstreamDeps, principal: Principal, serverId: string): Promise<void> {
   const deleted = await deleteUserToken(deps.db, serverId, principal.user.id)
   if (!deleted) return
-  usableServerCache.invalidate({ serverId, userId: principal.user.id })
+  deps.events.publish({ kind: 'connection_changed', serverId, userId: principal.user.id })
   deps.logger.info('upstream disconnected', { server_id: serverId, user_id: principal.user.id })
   void revokeDeleted(deps, serverId, deleted).catch((error) =>
     deps.logger.warn('upstream token revocation failed', {
@@ -227,6 +226,6 @@ export async function setSelection(
       oc.columns(['server_id', 'user_id']).doUpdateSet({ selected: selected ? 1 : 0, updated_at: nowSeconds() }),
     )
     .execute()
-  usableServerCache.invalidate()
+  deps.events.publish({ kind: 'connection_changed', serverId: row.id, userId: principal.user.id })
   return { row, view }
 }

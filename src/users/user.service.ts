@@ -1,3 +1,4 @@
+import type { EventBus } from '../events/bus.ts'
 import type { Kysely } from 'kysely'
 import { deleteSessionsOfUser } from '../auth/session.repository.ts'
 import { isUniqueViolation } from '../db/errors.ts'
@@ -18,6 +19,12 @@ import {
 } from './user.repository.ts'
 
 /** The identity provider the user last signed in with, else how the account was created. */
+/** What a service that changes rows needs: the database and the change feed to tell. */
+export interface ChangeDeps {
+  db: Kysely<Database>
+  events: EventBus
+}
+
 export function loginTypeOf(row: Pick<UserRow, 'login_type' | 'identity_provider'>): UserDto['login_type'] {
   return row.identity_provider ?? row.login_type
 }
@@ -94,7 +101,7 @@ export async function createUser(db: Kysely<Database>, input: NewUserInput, opti
 
 /** Suspends a user: their sessions are deleted and their API tokens stop working at once. */
 export async function setUserStatus(
-  db: Kysely<Database>,
+  { db, events }: ChangeDeps,
   actor: UserRow,
   userId: string,
   status: 'active' | 'suspended',
@@ -113,15 +120,20 @@ export async function setUserStatus(
     return row
   })
   if (!updated) throw new ApiError(404, 'User not found')
+  events.publish({ kind: 'access_changed', userId })
   return updated
 }
 
 /**
  * Changes a site role and, in the same transaction, the default-organization membership that
- * `createUser` derived from it, so a demoted admin keeps no admin rights anywhere. The principal
- * cache is cleared by `updateUser`, so the change applies to the very next request.
+ * `createUser` derived from it, so a demoted admin keeps no admin rights anywhere. The change feed
+ * tells every cache, so the change applies to the very next request.
  */
-export async function setUserRole(db: Kysely<Database>, userId: string, role: 'admin' | 'member'): Promise<UserRow> {
+export async function setUserRole(
+  { db, events }: ChangeDeps,
+  userId: string,
+  role: 'admin' | 'member',
+): Promise<UserRow> {
   const target = await findUserById(db, userId)
   if (!target) throw new ApiError(404, 'User not found')
   if (target.role === 'owner') throw new ApiError(409, "The owner's role cannot be changed")
@@ -134,5 +146,6 @@ export async function setUserRole(db: Kysely<Database>, userId: string, role: 'a
     return row
   })
   if (!updated) throw new ApiError(404, 'User not found')
+  events.publish({ kind: 'access_changed', userId })
   return updated
 }

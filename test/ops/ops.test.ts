@@ -5,6 +5,9 @@ import { openDatabase } from '../../src/db/index.ts'
 import { loadMigrationSources } from '../../src/db/migrate.ts'
 import { createOutboundFetch } from '../../src/http/outbound.ts'
 import { outboundCapacityOf } from '../../src/http/outbound-capacity.ts'
+import { LocalEventBus } from '../../src/events/bus.ts'
+import { PrincipalCache } from '../../src/auth/principal-cache.ts'
+import { UsableServerCache } from '../../src/upstreams/usable-server-cache.ts'
 import { createLogger, silentLogger } from '../../src/ops/logger.ts'
 import { HttpMetrics } from '../../src/ops/metrics.ts'
 import { Keyring } from '../../src/secrets/keyring.ts'
@@ -24,6 +27,9 @@ describe('readiness before migrations', () => {
         keyring: await Keyring.create([TEST_KEY]),
         outboundFetch: createOutboundFetch({ allowPrivate: false }),
         outboundCapacity: outboundCapacityOf(testConfig({})),
+        events: new LocalEventBus(),
+        principalCache: new PrincipalCache(),
+        usableServers: new UsableServerCache(),
         identityProviders: new Map(),
       })
       const response = await app.handle(new Request('http://localhost/readyz'))
