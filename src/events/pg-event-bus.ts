@@ -3,9 +3,7 @@ import type { Database } from '../db/schema.ts'
 import type { Logger } from '../ops/logger.ts'
 import { type ChangeEvent, isChangeEvent, LocalEventBus } from './bus.ts'
 
-/** The Postgres channel the replicas share. */
-export const CHANNEL = 'gatehouse_changes'
-/** How the listening connection names itself in `pg_stat_activity`. */
+/** How the listening connection names itself in `pg_stat_activity`, followed by the process ID. */
 export const LISTENER_APPLICATION_NAME = 'gatehouse-change-feed'
 const FIRST_RETRY_MS = 250
 const LAST_RETRY_MS = 10_000
@@ -36,6 +34,11 @@ export class PostgresEventBus extends LocalEventBus {
   private listening = false
   private reconnectCount = 0
   private everConnected = false
+  /**
+   * The channel the replicas share: one per schema, since notifications reach a whole database
+   * and two deployments may share one in separate schemas.
+   */
+  private channel = 'gatehouse_changes'
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -55,6 +58,11 @@ export class PostgresEventBus extends LocalEventBus {
 
   /** Starts listening; resolves once the first connection is up (or has failed and a retry is set). */
   async start(): Promise<void> {
+    const { rows } = await sql<{ schema: string }>`select current_schema() as schema`.execute(this.db)
+    const digest = new Uint8Array(
+      await crypto.subtle.digest('SHA-256', new TextEncoder().encode(rows[0]?.schema ?? '')),
+    )
+    this.channel = `gatehouse_changes_${[...digest.slice(0, 4)].map((byte) => byte.toString(16).padStart(2, '0')).join('')}`
     await this.listen()
   }
 
@@ -62,7 +70,7 @@ export class PostgresEventBus extends LocalEventBus {
     this.deliver(event)
     if (this.closed) return
     const payload = JSON.stringify({ ...event, origin: this.origin })
-    sql`select pg_notify(${CHANNEL}, ${payload})`
+    sql`select pg_notify(${this.channel}, ${payload})`
       .execute(this.db)
       .catch((error) => this.logger.warn('change not sent to the other replicas', { kind: event.kind, error }))
   }
@@ -82,7 +90,7 @@ export class PostgresEventBus extends LocalEventBus {
     const { default: pg } = await import('pg')
     const client = new pg.Client({
       connectionString: this.connectionString,
-      application_name: LISTENER_APPLICATION_NAME,
+      application_name: `${LISTENER_APPLICATION_NAME} ${process.pid}`,
     }) as unknown as ListeningClient
     this.client = client
     client.on('notification', (message) => this.receive(message.payload))
@@ -103,7 +111,7 @@ export class PostgresEventBus extends LocalEventBus {
     client.on('end', () => lost())
     try {
       await client.connect()
-      await client.query(`LISTEN ${CHANNEL}`)
+      await client.query(`LISTEN ${this.channel}`)
     } catch (error) {
       lost(error as Error)
       return

@@ -65,9 +65,12 @@ export const opsModule = (deps: AppDeps) => {
               { 'www-authenticate': 'Bearer realm="metrics"' },
             )
         }
-        return new Response(deps.metrics.render() + renderCapacity(deps.outboundCapacity.snapshot()), {
-          headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' },
-        })
+        return new Response(
+          deps.metrics.render() + renderCapacity(deps.outboundCapacity.snapshot()) + renderChangeFeed(deps),
+          {
+            headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' },
+          },
+        )
       },
       { detail: { summary: 'Prometheus metrics (a bearer token when GATEHOUSE_METRICS_TOKEN is set)' } },
     )
@@ -88,6 +91,19 @@ function renderCapacity(snapshot: ReturnType<AppDeps['outboundCapacity']['snapsh
     '# HELP gatehouse_outbound_connections_limit Concurrent outbound requests the runtime serves.',
     '# TYPE gatehouse_outbound_connections_limit gauge',
     `gatehouse_outbound_connections_limit ${snapshot.runtimeLimit}`,
+    '',
+  ].join('\n')
+}
+
+/** Whether this replica hears the others' changes, and how often it had to reconnect to. */
+function renderChangeFeed(deps: Pick<AppDeps, 'events'>): string {
+  return [
+    '# HELP gatehouse_change_feed_connected 1 while changes made on other replicas reach this one.',
+    '# TYPE gatehouse_change_feed_connected gauge',
+    `gatehouse_change_feed_connected ${deps.events.connected ? 1 : 0}`,
+    '# HELP gatehouse_change_feed_reconnects_total Times the connection that hears other replicas was made again.',
+    '# TYPE gatehouse_change_feed_reconnects_total counter',
+    `gatehouse_change_feed_reconnects_total ${deps.events.reconnects}`,
     '',
   ].join('\n')
 }
