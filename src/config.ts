@@ -60,6 +60,27 @@ export interface Config {
   passwordLogin: boolean
   /** When set, `/metrics` answers only `Authorization: Bearer <this>`. */
   metricsToken: string | undefined
+  /** OpenTelemetry trace export, when an OTLP endpoint is configured; undefined turns tracing off. */
+  tracing: TracingConfig | undefined
+}
+
+export type SamplerName =
+  | 'always_on'
+  | 'always_off'
+  | 'traceidratio'
+  | 'parentbased_always_on'
+  | 'parentbased_always_off'
+  | 'parentbased_traceidratio'
+
+export interface TracingConfig {
+  /** Where spans are POSTed (OTLP/HTTP, JSON encoding). */
+  url: string
+  /** Sent with every export (a collector's API key). */
+  headers: Record<string, string>
+  serviceName: string
+  sampler: SamplerName
+  /** The ratio of the `traceidratio` samplers, 0 to 1. */
+  samplerRatio: number
 }
 
 /** One documented variable: its name, default and how it is read. Drives both parsing and the README table. */
@@ -245,6 +266,65 @@ function parseMetricsToken(raw: string): string | undefined {
   if (value === '') return undefined
   if (!/^[\x21-\x7e]+$/.test(value)) throw new BadValue('must be visible ASCII characters without spaces')
   return value
+}
+
+const SAMPLERS: SamplerName[] = [
+  'always_on',
+  'always_off',
+  'traceidratio',
+  'parentbased_always_on',
+  'parentbased_always_off',
+  'parentbased_traceidratio',
+]
+
+/** `key=value,key2=value2`, values percent-encoded (the OpenTelemetry specification's format). */
+function parseOtlpHeaders(raw: string): Record<string, string> {
+  const headers: Record<string, string> = {}
+  for (const entry of raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const separator = entry.indexOf('=')
+    const name = separator > 0 ? entry.slice(0, separator).trim() : ''
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name))
+      throw new BadValue('OTEL_EXPORTER_OTLP_HEADERS must be written key=value,key2=value2')
+    try {
+      headers[name.toLowerCase()] = decodeURIComponent(entry.slice(separator + 1).trim())
+    } catch {
+      throw new BadValue(`OTEL_EXPORTER_OTLP_HEADERS: the value of ${name} is not valid percent-encoding`)
+    }
+  }
+  return headers
+}
+
+/**
+ * The standard OpenTelemetry variables, read together (every row of the group parses all of them):
+ * no endpoint, no tracing. The base endpoint gets `/v1/traces` appended; the traces endpoint is
+ * used as written. Only OTLP over HTTP: gRPC needs a client this build does not carry.
+ */
+function parseTracing(_raw: string, env: Record<string, string | undefined>): Config['tracing'] {
+  const tracesEndpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim()
+  const baseEndpoint = env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim()
+  if (!tracesEndpoint && !baseEndpoint) return undefined
+  const url = tracesEndpoint
+    ? parseAbsoluteUrl('the endpoint', tracesEndpoint)
+    : `${parseAbsoluteUrl('the endpoint', baseEndpoint as string)}/v1/traces`
+  const protocol = env.OTEL_EXPORTER_OTLP_PROTOCOL?.trim()
+  if (protocol === 'grpc') throw new BadValue('grpc is not supported: use http/json (OTLP over HTTP)')
+  const sampler = (env.OTEL_TRACES_SAMPLER?.trim().toLowerCase() || 'parentbased_always_on') as SamplerName
+  if (!SAMPLERS.includes(sampler))
+    throw new BadValue(`OTEL_TRACES_SAMPLER must be one of ${SAMPLERS.join(', ')}, got "${sampler}"`)
+  const ratioText = env.OTEL_TRACES_SAMPLER_ARG?.trim()
+  const samplerRatio = ratioText ? Number(ratioText) : 1
+  if (!Number.isFinite(samplerRatio) || samplerRatio < 0 || samplerRatio > 1)
+    throw new BadValue(`OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1, got "${ratioText}"`)
+  return {
+    url,
+    headers: parseOtlpHeaders(env.OTEL_EXPORTER_OTLP_HEADERS ?? ''),
+    serviceName: env.OTEL_SERVICE_NAME?.trim() || 'gatehouse',
+    sampler,
+    samplerRatio,
+  }
 }
 
 function parseHost(raw: string): string {
@@ -569,6 +649,57 @@ export const VARIABLES: Variable<keyof Config>[] = [
       'When set, `/metrics` answers only requests with `Authorization: Bearer <this token>` (Prometheus `authorization.credentials`), 401 otherwise; unset, it is open to anyone who can reach the server',
     parse: parseMetricsToken,
   },
+  {
+    name: 'OTEL_EXPORTER_OTLP_ENDPOINT',
+    field: 'tracing',
+    default: undefined,
+    description:
+      'OpenTelemetry collector base URL (OTLP/HTTP); spans go to `<url>/v1/traces`. Unset (and no traces endpoint): no tracing',
+    parse: parseTracing,
+  },
+  {
+    name: 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
+    field: 'tracing',
+    default: undefined,
+    description: 'Full URL spans are sent to, instead of the base endpoint',
+    parse: parseTracing,
+  },
+  {
+    name: 'OTEL_EXPORTER_OTLP_HEADERS',
+    field: 'tracing',
+    default: undefined,
+    description: 'Headers sent to the collector, `key=value,key2=value2` (percent-encoded values)',
+    parse: parseTracing,
+  },
+  {
+    name: 'OTEL_EXPORTER_OTLP_PROTOCOL',
+    field: 'tracing',
+    default: undefined,
+    description: '`http/json` or `http/protobuf`; spans are sent as OTLP/HTTP JSON either way (`grpc` is refused)',
+    parse: parseTracing,
+  },
+  {
+    name: 'OTEL_SERVICE_NAME',
+    field: 'tracing',
+    default: undefined,
+    description: "The spans' `service.name` (default `gatehouse`)",
+    parse: parseTracing,
+  },
+  {
+    name: 'OTEL_TRACES_SAMPLER',
+    field: 'tracing',
+    default: undefined,
+    description:
+      '`always_on`, `always_off`, `traceidratio` or `parentbased_` one of these (default `parentbased_always_on`: a client that sent `traceparent` decides)',
+    parse: parseTracing,
+  },
+  {
+    name: 'OTEL_TRACES_SAMPLER_ARG',
+    field: 'tracing',
+    default: undefined,
+    description: 'The ratio of the `traceidratio` samplers, 0 to 1 (default `1`)',
+    parse: parseTracing,
+  },
 ]
 
 /**
@@ -605,6 +736,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     outboundAllowHosts: (config.outboundAllowHosts as string[] | undefined) ?? [],
     oidc: config.oidc as Config['oidc'],
     github: config.github as Config['github'],
+    tracing: config.tracing as Config['tracing'],
   }
 }
 
