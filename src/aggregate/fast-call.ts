@@ -10,6 +10,7 @@ import type { StreamableHTTPClientTransport, Tool } from '@modelcontextprotocol/
 import type { Principal } from '../auth/index.ts'
 import { SseEventSplitter } from '../runtime/sse-events.ts'
 import { sseMessage, type ToolCall } from '../mcp/fast-path.ts'
+import { accountUpstream, type UpstreamAccounting } from './accounting.ts'
 import type { Aggregator, ToolRoute } from './aggregator.ts'
 import type { RequestStateCodec } from './serve.ts'
 import { credentialProblemOf, unrelayableMessage } from './upstream-pool.ts'
@@ -20,7 +21,7 @@ const CLIENT_CAPABILITIES_KEY = 'io.modelcontextprotocol/clientCapabilities'
 const CLIENT_INFO_KEY = 'io.modelcontextprotocol/clientInfo'
 const SERVER_INFO_KEY = 'io.modelcontextprotocol/serverInfo'
 
-export interface FastCallOptions {
+export interface FastCallOptions extends UpstreamAccounting {
   publicUrl: string
   aggregator: Aggregator
   codec: RequestStateCodec
@@ -85,6 +86,12 @@ export async function forwardToolCall(
 
   const abort = AbortSignal.any([signal, AbortSignal.timeout(options.timeoutMs)])
   const fetch = aggregator.pool.fetchFor(server, principal.user)
+  const started = performance.now()
+  /** Counts the call once it is answered here; a call left to the SDK path is counted there. */
+  const accounted = (outcome: string, response: Response) => {
+    accountUpstream(options, server, outcome, started)
+    return response
+  }
   let message: { result?: Record<string, unknown>; error?: { message?: unknown } } | undefined
   try {
     const response = await fetch(server.url, {
@@ -101,7 +108,10 @@ export async function forwardToolCall(
     }
     if (!response.ok) {
       await response.body?.cancel().catch(() => {})
-      return toolError(options, call, `${server.display_name} failed: it answered HTTP ${response.status}`)
+      return accounted(
+        'upstream_error',
+        toolError(options, call, `${server.display_name} failed: it answered HTTP ${response.status}`),
+      )
     }
     // A 2025 upstream asking the caller for input mid-call is told why it cannot be, as the SDK
     // path tells it, so the call ends instead of waiting for an answer that never comes.
@@ -122,7 +132,7 @@ export async function forwardToolCall(
       options.maxAnswerBytes,
     )
   } catch (error) {
-    if (signal.aborted) return new Response(null, { status: 499 })
+    if (signal.aborted) return accounted('client_gone', new Response(null, { status: 499 }))
     // The upstream refused the user's sign-in and it could not be renewed: nothing ran, and the
     // SDK path answers with the connect link as for any call of a server to reconnect.
     if (credentialProblemOf(error)) return undefined
@@ -130,23 +140,36 @@ export async function forwardToolCall(
     if (error instanceof AnswerTooLarge)
       aggregator.recordFailure(server, `answering a tool call failed: ${error.message}`)
     const cause = abort.aborted ? 'it did not answer in time' : error instanceof Error ? error.message : String(error)
-    return toolError(options, call, `${server.display_name} failed: ${cause}`)
+    return accounted(
+      error instanceof AnswerTooLarge ? 'upstream_error' : 'unavailable',
+      toolError(options, call, `${server.display_name} failed: ${cause}`),
+    )
   }
-  if (!message) return toolError(options, call, `${server.display_name} failed: it sent no answer`)
+  if (!message)
+    return accounted('upstream_error', toolError(options, call, `${server.display_name} failed: it sent no answer`))
   if (message.error || !message.result)
-    return toolError(options, call, `${server.display_name} failed: ${String(message.error?.message ?? 'no result')}`)
+    return accounted(
+      'upstream_error',
+      toolError(options, call, `${server.display_name} failed: ${String(message.error?.message ?? 'no result')}`),
+    )
 
   const { resultType, ...result } = message.result
   if (resultType === 'input_required') {
     if (call.era !== 'modern')
-      return toolError(options, call, `${server.display_name} asked for input this client cannot give`)
+      return accounted(
+        'tool_error',
+        toolError(options, call, `${server.display_name} asked for input this client cannot give`),
+      )
     const requestState = await options.codec.mint(
       { up: result.requestState as string | undefined, tool: call.name },
       stateContext(principal),
     )
-    return answer(call, { resultType: 'input_required', inputRequests: result.inputRequests, requestState }, options)
+    return accounted(
+      'ok',
+      answer(call, { resultType: 'input_required', inputRequests: result.inputRequests, requestState }, options),
+    )
   }
-  return answer(call, result, options)
+  return accounted(result.isError ? 'tool_error' : 'ok', answer(call, result, options))
 }
 
 /** What the request-state codec binds to: the method and the user (as the SDK path's context gives them). */

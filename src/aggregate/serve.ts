@@ -20,6 +20,7 @@ import {
 } from '@modelcontextprotocol/server'
 import type { Principal } from '../auth/index.ts'
 import type { McpServerRow } from '../db/schema.ts'
+import { accountUpstream, type UpstreamAccounting } from './accounting.ts'
 import type { Aggregator, ToolRoute, UserView } from './aggregator.ts'
 import { unwrapResourceUri, wrapResourceUri } from './names.ts'
 import { credentialProblemOf } from './upstream-pool.ts'
@@ -58,7 +59,7 @@ function describing(schema: unknown) {
   }
 }
 
-export interface UpstreamServing {
+export interface UpstreamServing extends UpstreamAccounting {
   aggregator: Aggregator
   codec: RequestStateCodec
   timeoutMs: number
@@ -150,6 +151,10 @@ async function callRoute(
   protocolVersion: string | null,
 ) {
   const { server } = route
+  const started = performance.now()
+  if (route.kind === 'connect' || route.kind === 'connect_required')
+    accountUpstream(serving, server, 'connect_required', started)
+  else if (route.kind === 'unavailable') accountUpstream(serving, server, 'unavailable', started)
   if (route.kind === 'connect')
     return connectAnswer(serving, server, `${server.display_name} needs you to sign in`, ctx, protocolVersion, false)
   if (route.kind === 'connect_required')
@@ -205,6 +210,7 @@ async function callRoute(
             }),
       } as Parameters<typeof client.callTool>[1],
     )
+    accountUpstream(serving, server, (result as { isError?: unknown }).isError ? 'tool_error' : 'ok', started)
     if (isInputRequiredResult(result)) {
       const relayed = result as { inputRequests: Record<string, unknown>; requestState?: string }
       return inputRequired({
@@ -215,6 +221,18 @@ async function callRoute(
     return result
   } catch (error) {
     const credentialProblem = credentialProblemOf(error)
+    accountUpstream(
+      serving,
+      server,
+      credentialProblem
+        ? 'connect_required'
+        : ctx.mcpReq.signal.aborted
+          ? 'client_gone'
+          : error instanceof ProtocolError
+            ? 'upstream_error'
+            : 'unavailable',
+      started,
+    )
     if (credentialProblem) return connectAnswer(serving, server, credentialProblem.message, ctx, protocolVersion, true)
     if (ctx.mcpReq.signal.aborted) throw error
     // Anything but the upstream's own JSON-RPC answer may be the connection's fault.

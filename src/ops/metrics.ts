@@ -59,9 +59,9 @@ export class HttpMetrics {
   private readonly upstreamLatency = new Map<string, Histogram>()
 
   /**
-   * One request passed to an upstream: by server ID (bounded: admins create them) and outcome
-   * (`ok`, `client_error`, `upstream_error`, `unavailable`, `connect_required`), with the time to
-   * the upstream's answer. The ID, not the slug: a slug names an organization's server, and
+   * One request passed to an upstream (by the passthrough) or one upstream tool call of `/mcp`:
+   * by server ID (bounded: admins create them) and outcome (`ok`, `tool_error`, `client_error`,
+   * `upstream_error`, `unavailable`, `connect_required`, …), with the time to the upstream's answer. The ID, not the slug: a slug names an organization's server, and
    * `/metrics` may be open to anyone who can reach it; the API maps an ID to its server.
    */
   observeUpstream(serverId: string, outcome: string, seconds: number): void {
@@ -83,7 +83,7 @@ export class HttpMetrics {
     )
     renderHistograms(lines, 'gatehouse_http_request_duration_seconds', this.latency)
     lines.push(
-      '# HELP gatehouse_upstream_requests_total Requests passed to upstream MCP servers, by server ID and outcome.',
+      '# HELP gatehouse_upstream_requests_total Requests passed to upstream MCP servers and upstream tool calls of /mcp, by server ID and outcome.',
       '# TYPE gatehouse_upstream_requests_total counter',
     )
     for (const [labels, value] of this.upstreamRequests)
