@@ -5,6 +5,7 @@ import type { OutboundFetch } from './http/outbound.ts'
 import type { OutboundCapacity } from './http/outbound-capacity.ts'
 import type { Logger } from './ops/logger.ts'
 import type { HttpMetrics } from './ops/metrics.ts'
+import type { Tracing } from './ops/tracing.ts'
 import type { Keyring } from './secrets/keyring.ts'
 import type { LoginProvider, ProviderId } from './auth/identity-providers.ts'
 import type { PrincipalCache } from './auth/principal-cache.ts'
@@ -18,6 +19,8 @@ export interface AppDeps {
   config: Config
   logger: Logger
   metrics: HttpMetrics
+  /** Spans of MCP requests; undefined when tracing is off, and every use checks that first. */
+  tracing?: Tracing
   keyring: Keyring
   /**
    * The `fetch` for every URL a user, client or admin supplied (upstreams, discovery, client

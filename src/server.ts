@@ -19,6 +19,7 @@ import { UsableServerCache } from './upstreams/usable-server-cache.ts'
 import type { Logger } from './ops/logger.ts'
 import { startMaintenance } from './ops/maintenance.ts'
 import { HttpMetrics } from './ops/metrics.ts'
+import { openTracing } from './ops/tracing.ts'
 import { requestIdFrom, runWithRequestContext, type RequestContext } from './ops/request-context.ts'
 import { serve, type RunningServer } from './runtime/serve.ts'
 import { loadOrCreateKeyFile } from './secrets/key-file.ts'
@@ -69,6 +70,7 @@ export async function prepare(config: Config, logger: Logger): Promise<AppDeps &
       logger,
       keyring,
       metrics: new HttpMetrics(),
+      tracing: await openTracing(config.tracing, logger),
       outboundFetch: createOutboundFetch(outboundPolicyOf(config), {}, outboundCapacity),
       outboundCapacity,
       events,
@@ -97,7 +99,7 @@ function clientIpOf(request: Request, socketIp: string, trustProxy: boolean): st
  * query string, which may hold codes or tokens.
  */
 export function createRequestHandler(deps: AppDeps, app: ReturnType<typeof createApp>) {
-  const { logger, metrics, config } = deps
+  const { logger, metrics, config, tracing } = deps
   const passthrough = passthroughOf(deps)
   const mcp = mcpEndpointOf(deps)
   /** `POST /mcp` without the app's routing and hooks, with the same checks the app applies. */
@@ -126,6 +128,8 @@ export function createRequestHandler(deps: AppDeps, app: ReturnType<typeof creat
         else {
           const limited = await readChunkedBodyWithin(request, config.maxBodyBytes)
           const slug = passthroughSlugOf(path)
+          if (tracing && (slug ? PASSTHROUGH_METHODS.has(request.method) : path === '/mcp'))
+            context.span = tracing.startRequest(request, slug ? '/mcp/servers/{slug}' : '/mcp')
           if (!limited) response = bodyTooLarge(config.maxBodyBytes)
           else if (path === '/mcp' && request.method === 'POST') {
             context.route = '/mcp'
@@ -151,6 +155,7 @@ export function createRequestHandler(deps: AppDeps, app: ReturnType<typeof creat
         response.headers.set('x-request-id', context.requestId)
       }
       const seconds = (performance.now() - started) / 1000
+      if (tracing) context.span?.end(response.status)
       const route = context.route ?? 'unmatched'
       metrics.observe(request.method, route, response.status, seconds)
       if (logger.enabled('info'))
@@ -203,6 +208,7 @@ export async function startGatehouse(config: Config, logger: Logger): Promise<Ga
       await closeAggregator(deps)
       await closePassthrough(deps)
       await deps.events.close()
+      await deps.tracing?.shutdown()
       await deps.db.destroy()
     })())
   return { server, deps, shutdown }

@@ -108,6 +108,7 @@ export class Aggregator {
       publicUrl: config.publicUrl,
       requestTimeoutMs: config.upstreamTimeoutSeconds * 1000,
       onListChanged: (key) => this.listChanged(key),
+      tracing: deps.tracing,
     })
     this.unsubscribe = deps.events.subscribe((event) => {
       if (event.kind === 'credentials_revoked') return

@@ -16,6 +16,7 @@ import { AjvJsonSchemaValidator } from '@modelcontextprotocol/client/validators/
 import type { McpServerRow, UserRow } from '../db/schema.ts'
 import type { OutboundFetch } from '../http/outbound.ts'
 import { type OutboundCapacity, StreamRefused } from '../http/outbound-capacity.ts'
+import { type Tracing, traceUpstream } from '../ops/tracing.ts'
 import { type CredentialDeps, upstreamHeaders } from '../upstreams/credentials.ts'
 import { sendWithRefresh, UpstreamTokenError } from '../upstreams/upstream-tokens.ts'
 
@@ -62,6 +63,8 @@ export interface UpstreamPoolOptions {
   requestTimeoutMs: number
   /** An upstream said its tool, prompt or resource list changed: the credential key of its lists. */
   onListChanged: (credentialKey: string) => void
+  /** When set, each request (but the long-lived event stream) is a client span of the current request. */
+  tracing?: Tracing
   maxClients?: number
   idleMs?: number
 }
@@ -105,7 +108,7 @@ export class UpstreamPool {
     let fetch = this.fetches.get(key)
     if (!fetch) {
       if (this.fetches.size >= this.maxClients) this.fetches.clear()
-      fetch = credentialFetch(this.options.deps, this.options.fetch, server, user)
+      fetch = credentialFetch(this.options.deps, this.options.fetch, server, user, this.options.tracing)
       this.fetches.set(key, fetch)
     }
     return fetch
@@ -172,7 +175,7 @@ export class UpstreamPool {
    */
   private clientFetch(server: McpServerRow, user: PoolUser): FetchLike {
     const { deps, fetch, cappedFetch, capacity, maxMessageBytes } = this.options
-    const capped = credentialFetch(deps, cappedFetch, server, user)
+    const capped = credentialFetch(deps, cappedFetch, server, user, this.options.tracing)
     const streaming = credentialFetch(deps, fetch, server, user)
     const required = server.transport === 'sse'
     return async (input, init) => {
@@ -274,14 +277,22 @@ const NO_RECONNECT = {
  * guard, and is refused if the upstream answers with a redirect. A 401 from an oauth2 upstream
  * refreshes the user's token once and sends the request again.
  */
-function credentialFetch(deps: CredentialDeps, fetch: OutboundFetch, server: McpServerRow, user: PoolUser): FetchLike {
+function credentialFetch(
+  deps: CredentialDeps,
+  fetch: OutboundFetch,
+  server: McpServerRow,
+  user: PoolUser,
+  tracing?: Tracing,
+): FetchLike {
   return async (input, init) =>
     sendWithRefresh(deps, server, user.id, await upstreamHeaders(deps, server, user), (credentials) => {
       const headers = new Headers(init?.headers)
       for (const [name, value] of Object.entries(credentials)) headers.set(name, value)
       // A redirect would carry the credential headers (an API key, the identity headers) and the
       // request's arguments to wherever it points: never followed.
-      return fetch(input, { ...init, headers, redirect: 'error' })
+      const send = () => fetch(input, { ...init, headers, redirect: 'error' })
+      const method = init?.method ?? 'GET'
+      return tracing && method !== 'GET' ? traceUpstream(server.id, method, server.url, headers, send) : send()
     })
 }
 

@@ -8,6 +8,7 @@ import type { Principal } from '../auth/index.ts'
 import type { AppDeps } from '../deps.ts'
 import { memoizedByValue } from '../http/headers.ts'
 import { exceedsJsonDepth, MAX_JSON_DEPTH } from '../http/json-depth.ts'
+import { mcpAttributesOf, requestSpan } from '../ops/tracing.ts'
 import { resourcesOf } from '../oauth/resource.ts'
 import { ALL_SCOPES, narrowScopes } from '../oauth/scope.ts'
 import {
@@ -98,7 +99,13 @@ export function createMcpRequestHandler(deps: AppDeps): (request: Request, body?
   }
   const aggregator = aggregatorOf(deps)
   const codec = createRelayCodec(deps.keyring.deriveKey('mcp-request-state'))
-  const serving: UpstreamServing = { aggregator, codec, timeoutMs: config.upstreamTimeoutSeconds * 1000 }
+  const serving: UpstreamServing = {
+    aggregator,
+    codec,
+    timeoutMs: config.upstreamTimeoutSeconds * 1000,
+    metrics: deps.metrics,
+    tracing: deps.tracing,
+  }
   const endpoint = createMcpEndpoint<EndpointContext>({
     ...SERVER_INFO,
     maxBodyBytes: config.maxBodyBytes,
@@ -196,6 +203,7 @@ export function createMcpRequestHandler(deps: AppDeps): (request: Request, body?
     } catch {
       return rpcError(400, -32700, 'Parse error: the request body is not valid JSON')
     }
+    if (deps.tracing) requestSpan()?.annotate({ ...mcpAttributesOf(body), 'user.id': principal.user.id })
     const missing = missingScopes(body, context)
     if (missing)
       return rpcError(403, -32001, `Insufficient scope: this call needs ${missing.join(' ')}`, {

@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
+import type { RequestSpan } from './tracing.ts'
 
 export interface RequestContext {
   requestId: string
@@ -6,6 +7,8 @@ export interface RequestContext {
   clientIp: string
   /** The matched route pattern, filled in by the app once routing is done. */
   route?: string
+  /** The request's trace span, when tracing is on and the request is an MCP one. */
+  span?: RequestSpan
 }
 
 const storage = new AsyncLocalStorage<RequestContext>()

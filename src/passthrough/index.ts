@@ -7,6 +7,7 @@ import { answerPreflight, withCors } from '../http/cors.ts'
 import { createOutboundFetch, outboundPolicyOf } from '../http/outbound.ts'
 import { type StreamLease, StreamRefused } from '../http/outbound-capacity.ts'
 import { bearerChallenge } from '../mcp/protected-resource.ts'
+import { mcpAttributesOf, requestSpan, traceUpstream } from '../ops/tracing.ts'
 import { mcpOriginPolicy, originAndHostCheck } from '../mcp/origin.ts'
 import { CORS_HEADERS, preflight } from '../oauth/http.ts'
 import { resourcesOf } from '../oauth/resource.ts'
@@ -163,6 +164,14 @@ function createPassthrough(deps: AppDeps): Passthrough {
         outcome,
         duration_ms: Math.round(seconds * 1000),
       })
+      if (deps.tracing)
+        requestSpan()?.annotate({
+          ...mcpAttributesOf(parseSingleMessage(body)),
+          'user.id': principal.user.id,
+          'gatehouse.server.id': server.id,
+          'gatehouse.server.slug': server.slug,
+          'gatehouse.outcome': outcome,
+        })
     }
     // The server's allow and deny lists; a server without lists reads and rewrites nothing.
     const screening = screenRequest(server, request, body)
@@ -201,18 +210,16 @@ function createPassthrough(deps: AppDeps): Passthrough {
         return rpcError(502, -32000, `${server.display_name} is unavailable: ${cause}`, { id: requestIdOf(body) })
       }
     }
-    const send = (headers: Record<string, string>) =>
-      forward(
-        fetchUpstream,
-        {
-          url: server.url,
-          method: request.method,
-          headers: forwardedRequestHeaders(request.headers, headers),
-          body,
-          signal: request.signal,
-        },
-        server.display_name,
-      )
+    const send = (credentialHeaders: Record<string, string>) => {
+      const headers = forwardedRequestHeaders(request.headers, credentialHeaders)
+      const exchange = () =>
+        forward(
+          fetchUpstream,
+          { url: server.url, method: request.method, headers, body, signal: request.signal },
+          server.display_name,
+        )
+      return deps.tracing ? traceUpstream(server.id, request.method, server.url, headers, exchange) : exchange()
+    }
     // A GET is the upstream's event stream, held as long as the client listens: it takes a slot of
     // the stream budget, refused past the user's, the server's or the process's bound.
     let lease: StreamLease | undefined
