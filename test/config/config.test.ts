@@ -250,3 +250,48 @@ describe('gatehouse serve with a bad configuration', () => {
     }
   })
 })
+
+describe('loadConfig tracing (the standard OpenTelemetry variables)', () => {
+  it('turns tracing off without an OTLP endpoint, whatever else is set', () => {
+    expect(loadConfig({ OTEL_SERVICE_NAME: 'gw', OTEL_TRACES_SAMPLER: 'always_on' }).tracing).toBeUndefined()
+  })
+
+  it('sends spans to <endpoint>/v1/traces with the defaults', () => {
+    expect(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/' }).tracing).toEqual({
+      url: 'http://collector:4318/v1/traces',
+      headers: {},
+      serviceName: 'gatehouse',
+      sampler: 'parentbased_always_on',
+      samplerRatio: 1,
+    })
+  })
+
+  it('prefers the traces endpoint as written and reads headers, service name and sampler', () => {
+    const tracing = loadConfig({
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://ignored:4318',
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://otel.example.com/api/traces',
+      OTEL_EXPORTER_OTLP_HEADERS: 'X-Api-Key=a%20b,team=gw',
+      OTEL_SERVICE_NAME: 'gatehouse-eu',
+      OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+      OTEL_TRACES_SAMPLER_ARG: '0.25',
+    }).tracing
+    expect(tracing).toEqual({
+      url: 'https://otel.example.com/api/traces',
+      headers: { 'x-api-key': 'a b', team: 'gw' },
+      serviceName: 'gatehouse-eu',
+      sampler: 'parentbased_traceidratio',
+      samplerRatio: 0.25,
+    })
+  })
+
+  it('names the problem once for an unknown sampler, a bad ratio, grpc or malformed headers', () => {
+    const base = { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' }
+    expect(problemsOf({ ...base, OTEL_TRACES_SAMPLER: 'jaeger_remote' })).toEqual([
+      expect.stringContaining('OTEL_TRACES_SAMPLER must be one of'),
+    ])
+    expect(problemsOf({ ...base, OTEL_TRACES_SAMPLER_ARG: '2' })[0]).toContain('from 0 to 1')
+    expect(problemsOf({ ...base, OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' })[0]).toContain('grpc is not supported')
+    expect(problemsOf({ ...base, OTEL_EXPORTER_OTLP_HEADERS: 'novalue' })[0]).toContain('key=value')
+    expect(problemsOf({ OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' })[0]).toStartWith('OTEL_EXPORTER_OTLP_ENDPOINT:')
+  })
+})
