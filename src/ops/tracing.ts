@@ -64,6 +64,10 @@ export async function traceUpstream(
   const parent = requestSpan()
   if (!parent) return send()
   const span = parent.startUpstream(serverId, method, url)
+  // The client's trace context gives way to Gatehouse's own span's: the upstream's spans are
+  // children of one that was recorded. Without tracing, the client's passes as it came.
+  headers.delete('traceparent')
+  headers.delete('tracestate')
   for (const [name, value] of Object.entries(span.headers)) headers.set(name, value)
   try {
     const response = await send()

@@ -30,14 +30,6 @@ const CLIENT_CLAIMS = [
 const CLAIM_PREFIXES = ['x-forwarded-', 'x-gatehouse-']
 
 /**
- * The client's W3C trace context. Passed on as it came, it would make the upstream's spans
- * children of a span Gatehouse never recorded (and let a client pick the upstream's trace): with
- * tracing on, Gatehouse's own span's `traceparent` takes its place (with the trace's `tracestate`,
- * as parsed by the propagator); off, none is sent.
- */
-const CLIENT_TRACE_CONTEXT = ['traceparent', 'tracestate']
-
-/**
  * The response headers passed back, the only ones: what the body is and how it is encoded, the
  * MCP session and revision (Streamable HTTP), caching, `Vary`, `Retry-After` on a 429 or 503,
  * `Allow` on a 405, and `X-Accel-Buffering` so a proxy in front does not hold an SSE stream back.
@@ -59,7 +51,7 @@ const RETURNED = [
 
 const SSE_COMMENT = new TextEncoder().encode(': gatehouse\n\n')
 
-const NOT_FORWARDED = [...HOP_BY_HOP_HEADERS, ...CLIENT_CREDENTIALS, ...CLIENT_CLAIMS, ...CLIENT_TRACE_CONTEXT]
+const NOT_FORWARDED = [...HOP_BY_HOP_HEADERS, ...CLIENT_CREDENTIALS, ...CLIENT_CLAIMS]
 
 /**
  * The client's headers as the upstream gets them: without Gatehouse's own session, hop-by-hop

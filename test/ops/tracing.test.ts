@@ -244,15 +244,11 @@ describe('upstream metrics of /mcp, tracing off', () => {
     expect(metrics).toContain(`gatehouse_upstream_requests_total{server_id="${serverId}",outcome="ok"} 2`)
   })
 
-  it('does not pass a client traceparent to the upstream when tracing is off', async () => {
-    const answer = await toolCall(
-      `${gatehouse.url}/mcp/servers/echo`,
-      gatehouse.owner.token,
-      'echo',
-      `00-${randomHex(16)}-${randomHex(8)}-01`,
-    )
+  it('passes a client’s traceparent through the passthrough unchanged when tracing is off', async () => {
+    const traceparent = `00-${randomHex(16)}-${randomHex(8)}-01`
+    const answer = await toolCall(`${gatehouse.url}/mcp/servers/echo`, gatehouse.owner.token, 'echo', traceparent)
     expect(answer.status).toBe(200)
     await answer.text()
-    expect(upstream.calls.at(-1)!.headers.get('traceparent')).toBeNull()
+    expect(upstream.calls.at(-1)!.headers.get('traceparent')).toBe(traceparent)
   })
 })
