@@ -78,9 +78,13 @@ async function createMigrator(db: Kysely<any>, dialect: Dialect, root?: string):
  */
 export async function migrateToLatest(db: Kysely<any>, dialect: Dialect, root?: string): Promise<string[]> {
   let { error, results }: MigrationResultSet = await (await createMigrator(db, dialect, root)).migrateToLatest()
-  // Kysely lists the tables of every schema to find its own; a schema dropped meanwhile by someone
-  // else sharing the database fails that listing (SQLSTATE 3F000). Nothing was applied: try again.
-  for (let retry = 0; retry < 3 && (error as { code?: string } | undefined)?.code === '3F000'; retry++)
+  // Kysely lists the tables of every schema to find its own; a schema or table dropped meanwhile by
+  // someone else sharing the database fails that listing (SQLSTATE 3F000, or 42P01 when a parallel
+  // worker of the catalog scan meets the dropped table). Nothing was applied: try again.
+  const isConcurrentDrop = () =>
+    ['3F000', '42P01'].includes((error as { code?: string } | undefined)?.code ?? '') &&
+    !results?.some((result) => result.status !== 'NotExecuted')
+  for (let retry = 0; retry < 3 && isConcurrentDrop(); retry++)
     ({ error, results } = await (await createMigrator(db, dialect, root)).migrateToLatest())
   if (error) {
     const failed = results?.find((result) => result.status === 'Error')?.migrationName
